@@ -1,0 +1,19 @@
+# A fake host for `nix flake check`: every devserver.* value a rendered host flake sets, all obviously fake.
+{
+  networking.hostName = "devserver-sample";
+  system.stateVersion = "26.05";
+  devserver = {
+    user = {
+      name = "alice";
+      fullName = "Alice Example";
+      email = "alice@example.com";
+    };
+    githubUser = "octocat";
+    homeVolume.device = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0";
+    token = {
+      secretArn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:devserver/alice/github-token-AbCdEf";
+      region = "eu-west-1";
+    };
+    idleStop.minutes = 60;
+  };
+}

@@ -1,0 +1,69 @@
+# Identity options shared by every devserver part: who the machine is for.
+{ config, lib, ... }:
+let
+  cfg = config.devserver;
+  # useradd's rule, minus uppercase: a lowercase letter or _, then [a-z0-9_-], at most 32 characters.
+  validUserName = name: builtins.match "[a-z_][a-z0-9_-]{0,31}" name != null;
+  # GitHub logins: alphanumerics and single inner hyphens, at most 39 characters.
+  validGithubUser =
+    name:
+    builtins.match "[A-Za-z0-9]([A-Za-z0-9]|-[A-Za-z0-9]){0,38}" name != null
+    && builtins.stringLength name <= 39;
+  reservedUserNames = [
+    "root"
+    "nobody"
+    "daemon"
+    "sshd"
+    "nixbld"
+  ];
+in
+{
+  options.devserver = {
+    user = {
+      name = lib.mkOption {
+        type = lib.types.str;
+        example = "alice";
+        description = "Login name of the developer who owns this machine.";
+      };
+      fullName = lib.mkOption {
+        type = lib.types.nullOr lib.types.str;
+        default = null;
+        example = "Alice Example";
+        description = "Full name: the account's description and the git author name (null leaves git unset).";
+      };
+      email = lib.mkOption {
+        type = lib.types.nullOr lib.types.str;
+        default = null;
+        example = "alice@example.com";
+        description = "Email address used as the git author email (null leaves it unset).";
+      };
+    };
+
+    githubUser = lib.mkOption {
+      type = lib.types.str;
+      example = "octocat";
+      description = ''
+        GitHub account whose public SSH keys (https://github.com/<githubUser>.keys)
+        may log in as {option}`devserver.user.name`.
+      '';
+    };
+  };
+
+  # Only checked when some part uses the identity: importing the options alone asks nothing.
+  config.assertions =
+    lib.mkIf (cfg.base.enable or false || cfg.developer.enable or false || cfg.image.enable or false)
+      [
+        {
+          assertion = validUserName cfg.user.name && !(lib.elem cfg.user.name reservedUserNames);
+          message = "devserver.user.name = \"${cfg.user.name}\" is not a usable login name: use 1-32 characters of [a-z0-9_-] starting with a lowercase letter or _, and not one of ${lib.concatStringsSep ", " reservedUserNames}.";
+        }
+        {
+          assertion = validGithubUser cfg.githubUser;
+          message = "devserver.githubUser = \"${cfg.githubUser}\" is not a GitHub login: use 1-39 letters, digits or single inner hyphens (the name in https://github.com/<name>.keys).";
+        }
+        {
+          assertion = cfg.user.email == null || builtins.match "[^@ ]+@[^@ ]+" cfg.user.email != null;
+          message = "devserver.user.email = \"${toString cfg.user.email}\" is not an email address: set it to something like alice@example.com, or null to leave git's email unset.";
+        }
+      ];
+}

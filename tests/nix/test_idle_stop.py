@@ -1,0 +1,144 @@
+"""nix/scripts/idle-stop.sh run for real with a fake loadavg, session counter and poweroff."""
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "nix" / "scripts" / "idle-stop.sh"
+MINUTES = 30
+T0 = 1_800_000_000
+
+
+@dataclass
+class Machine:
+    """A fake machine: what the script reads and the file its poweroff command writes."""
+
+    tmp: Path
+
+    @property
+    def loadavg(self) -> Path:
+        return self.tmp / "loadavg"
+
+    @property
+    def sessions(self) -> Path:
+        return self.tmp / "sessions"
+
+    @property
+    def state(self) -> Path:
+        return self.tmp / "run" / "idle-since"
+
+    @property
+    def powered_off(self) -> Path:
+        return self.tmp / "powered-off"
+
+    def set(self, *, load: str, ssh_sessions: int) -> None:
+        self.loadavg.write_text(f"{load} 0.10 0.05 1/123 4567\n")
+        lines = "".join(
+            f"ESTAB 0 0 10.0.0.5:22 198.51.100.{i}:5{i}000\n" for i in range(ssh_sessions)
+        )
+        self.sessions.write_text(lines)
+
+    def tick(self, now: int, **env: str) -> subprocess.CompletedProcess[str]:
+        full_env = {
+            "PATH": os.environ["PATH"],
+            "IDLE_STOP_MINUTES": str(MINUTES),
+            "IDLE_STOP_LOADAVG_FILE": str(self.loadavg),
+            "IDLE_STOP_SESSIONS_CMD": f"cat {self.sessions}",
+            "IDLE_STOP_POWEROFF_CMD": f"touch {self.powered_off}",
+            "IDLE_STOP_STATE_FILE": str(self.state),
+            "IDLE_STOP_NOW": str(now),
+            **env,
+        }
+        result = subprocess.run(
+            ["bash", str(SCRIPT)], env=full_env, capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        return result
+
+
+@pytest.fixture
+def machine(tmp_path: Path) -> Machine:
+    return Machine(tmp_path)
+
+
+def test_busy_cpu_keeps_the_machine_up_however_long(machine: Machine) -> None:
+    machine.set(load="3.50", ssh_sessions=0)
+    for minute in range(0, 3 * MINUTES, 5):
+        machine.tick(T0 + minute * 60)
+    assert not machine.powered_off.exists(), "a busy CPU must never trigger poweroff"
+    assert not machine.state.exists(), "activity must clear the idle-since timestamp"
+
+
+def test_open_ssh_session_keeps_the_machine_up(machine: Machine) -> None:
+    machine.set(load="0.00", ssh_sessions=1)
+    for minute in range(0, 3 * MINUTES, 5):
+        machine.tick(T0 + minute * 60)
+    assert not machine.powered_off.exists(), (
+        "an open SSH (or VS Code) session must keep the machine up"
+    )
+
+
+def test_idle_for_less_than_the_limit_stays_up(machine: Machine) -> None:
+    machine.set(load="0.05", ssh_sessions=0)
+    machine.tick(T0)
+    assert machine.state.read_text().strip() == str(T0), "first idle tick records idle-since"
+    machine.tick(T0 + (MINUTES - 1) * 60)
+    assert not machine.powered_off.exists(), "idle for N-1 minutes must not power off"
+
+
+def test_idle_for_the_limit_powers_off(machine: Machine) -> None:
+    machine.set(load="0.05", ssh_sessions=0)
+    machine.tick(T0)
+    result = machine.tick(T0 + MINUTES * 60)
+    assert machine.powered_off.exists(), "idle for N minutes must call the poweroff command"
+    assert "powering off" in result.stdout
+
+
+def test_returning_session_resets_the_idle_clock(machine: Machine) -> None:
+    machine.set(load="0.05", ssh_sessions=0)
+    machine.tick(T0)
+    machine.set(load="0.05", ssh_sessions=2)
+    machine.tick(T0 + 20 * 60)
+    assert not machine.state.exists(), "a session must reset the idle clock"
+    machine.set(load="0.05", ssh_sessions=0)
+    machine.tick(T0 + 25 * 60)
+    machine.tick(T0 + (25 + MINUTES - 1) * 60)
+    assert not machine.powered_off.exists(), "the clock restarts when the session ends"
+    machine.tick(T0 + (25 + MINUTES) * 60)
+    assert machine.powered_off.exists(), "N idle minutes after the session ended, the machine stops"
+
+
+def test_unknown_session_count_counts_as_busy(machine: Machine) -> None:
+    machine.set(load="0.00", ssh_sessions=0)
+    machine.tick(T0)
+    machine.tick(T0 + 2 * MINUTES * 60, IDLE_STOP_SESSIONS_CMD="exit 1")
+    assert not machine.powered_off.exists(), "when sessions cannot be counted, never power off"
+
+
+def test_load_threshold_is_configurable(machine: Machine) -> None:
+    machine.set(load="0.80", ssh_sessions=0)
+    machine.tick(T0, IDLE_STOP_LOAD_THRESHOLD="1.0")
+    machine.tick(T0 + MINUTES * 60, IDLE_STOP_LOAD_THRESHOLD="1.0")
+    assert machine.powered_off.exists(), "load 0.80 is idle under a 1.0 threshold"
+
+
+def test_zero_or_missing_minutes_is_refused(machine: Machine) -> None:
+    machine.set(load="0.00", ssh_sessions=0)
+    for minutes in ("0", "", "ten"):
+        result = subprocess.run(
+            ["bash", str(SCRIPT)],
+            env={
+                "PATH": os.environ["PATH"],
+                "IDLE_STOP_MINUTES": minutes,
+                "IDLE_STOP_POWEROFF_CMD": f"touch {machine.powered_off}",
+            },
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 2, f"IDLE_STOP_MINUTES={minutes!r} must be refused"
+        assert "IDLE_STOP_MINUTES" in result.stderr
+    assert not machine.powered_off.exists()
