@@ -1,0 +1,1 @@
+"""The dev server components: one AWS concern per module, composed by DevServer."""

@@ -1,0 +1,162 @@
+"""One NixOS dev server on AWS: the component that composes all the others."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from components.deploy_key import DeployKey, DeployKeyArgs
+from components.home_volume import HomeVolume, HomeVolumeArgs
+from components.image import resolve_image
+from components.instance_role import InstanceRole, InstanceRoleArgs
+from components.lookups import AwsLookups, Image
+from components.machine import Machine, MachineArgs
+from components.network import Network, NetworkArgs, Placement, resolve_placement
+from components.settings import DevServerSettings
+from components.token_secret import GithubTokenSecret, GithubTokenSecretArgs
+
+# The stack outputs other projects read through StackReference. Renaming one breaks them.
+CONTRACT_OUTPUTS = (
+    "instanceId",
+    "publicIp",
+    "publicDns",
+    "sshCommand",
+    "user",
+    "arch",
+    "amiId",
+    "availabilityZone",
+    "homeVolumeId",
+    "instanceRoleArn",
+    "githubTokenSecretArn",
+    "securityGroupId",
+)
+
+
+@dataclass(frozen=True)
+class DevServerArgs:
+    """Validated settings plus what the plan resolved from AWS: placement and image."""
+
+    settings: DevServerSettings
+    placement: Placement
+    image: Image
+
+
+def plan(settings: DevServerSettings, lookups: AwsLookups) -> DevServerArgs:
+    """Resolve everything that can still fail on input, before any resource is registered."""
+    return DevServerArgs(
+        settings, resolve_placement(settings, lookups), resolve_image(settings, lookups)
+    )
+
+
+class DevServer(pulumi.ComponentResource):
+    """A NixOS dev server: machine, kept home volume, scoped role, token secret and SSH rules."""
+
+    instance_id: pulumi.Output[str]
+    """The EC2 instance id."""
+    public_ip: pulumi.Output[str]
+    """The machine's public IPv4 address."""
+    public_dns: pulumi.Output[str]
+    """The machine's public DNS name."""
+    home_volume_id: pulumi.Output[str]
+    """The persistent home volume's id."""
+    home_device_path: pulumi.Output[str]
+    """The home volume's stable device path on the machine (for the NixOS side)."""
+    instance_role_arn: pulumi.Output[str]
+    """The instance role's ARN."""
+    github_token_secret_arn: pulumi.Output[str | None]
+    """The GitHub token secret's ARN, or None when the stack has no token."""
+    security_group_id: pulumi.Output[str]
+    """The security group's id."""
+    machine: Machine
+    """The machine (its instance and home attachment are what later steps depend on)."""
+    deploy_key: DeployKey | None
+    """The key the flake deployment connects with (None when deployment is off)."""
+
+    def __init__(
+        self, name: str, args: DevServerArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("devserver:aws:DevServer", name, None, opts)
+        s, here = args.settings, pulumi.ResourceOptions(parent=self)
+        self.settings, self.image, self.placement = s, args.image, args.placement
+
+        secret = (
+            GithubTokenSecret(
+                name,
+                GithubTokenSecretArgs(s.github_token, s.user, s.tags, s.token_kms_key_arn),
+                here,
+            )
+            if s.github_token is not None
+            else None
+        )
+        role = InstanceRole(
+            name,
+            InstanceRoleArgs(s.tags, secret.arn if secret else None, s.token_kms_key_arn),
+            here,
+        )
+        home = HomeVolume(
+            name,
+            HomeVolumeArgs(
+                availability_zone=args.placement.availability_zone,
+                size_gib=s.machine.home_volume_gib,
+                tags=s.tags,
+                protect=s.home.protect,
+                existing_volume_id=s.home.existing_volume_id,
+            ),
+            here,
+        )
+        network = Network(
+            name, NetworkArgs(args.placement.vpc_id, s.network.ssh_allowed_cidrs, s.tags), here
+        )
+        self.deploy_key = (
+            DeployKey(name, DeployKeyArgs(s.tags, s.deploy.private_key), here)
+            if s.deploy.enabled
+            else None
+        )
+        self.machine = Machine(
+            name,
+            MachineArgs(
+                spec=s.machine,
+                ami_id=args.image.id,
+                subnet_id=args.placement.subnet_id,
+                security_group_id=network.security_group_id,
+                instance_profile=role.profile_name,
+                home_volume_id=home.volume_id,
+                host_name=s.host_name,
+                region=s.region,
+                tags=s.tags,
+                key_name=self.deploy_key.key_name if self.deploy_key else None,
+                running=s.running,
+            ),
+            here,
+        )
+
+        self.instance_id = self.machine.instance_id
+        self.public_ip = self.machine.public_ip
+        self.public_dns = self.machine.public_dns
+        self.home_volume_id = home.volume_id
+        self.home_device_path = home.device_path
+        self.instance_role_arn = role.role_arn
+        self.github_token_secret_arn = secret.arn if secret else pulumi.Output.from_input(None)
+        self.security_group_id = network.security_group_id
+        self.register_outputs(self.outputs())
+
+    def outputs(self) -> dict[str, pulumi.Output[object]]:
+        """The stack output contract for this server (see CONTRACT_OUTPUTS)."""
+        s = self.settings
+        values: dict[str, pulumi.Output[object]] = {
+            "instanceId": self.instance_id,
+            "publicIp": self.public_ip,
+            "publicDns": self.public_dns,
+            "sshCommand": pulumi.Output.concat("ssh ", s.user, "@", self.public_dns),
+            "user": pulumi.Output.from_input(s.user),
+            "arch": pulumi.Output.from_input(s.machine.arch),
+            "amiId": pulumi.Output.from_input(self.image.id),
+            "availabilityZone": pulumi.Output.from_input(self.placement.availability_zone),
+            "homeVolumeId": self.home_volume_id,
+            "instanceRoleArn": self.instance_role_arn,
+            "githubTokenSecretArn": self.github_token_secret_arn,
+            "securityGroupId": self.security_group_id,
+        }
+        assert tuple(values) == CONTRACT_OUTPUTS
+        return values

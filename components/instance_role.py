@@ -1,0 +1,100 @@
+"""The machine's IAM role: it may read the one GitHub token secret, and nothing else."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+
+def _assume_role_policy() -> str:
+    """Only EC2 may assume the role."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "ec2.amazonaws.com"},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+    )
+
+
+def _read_secret_policy(secret_arn: str, kms_key_arn: str | None = None) -> str:
+    """GetSecretValue on exactly this ARN (and Decrypt with exactly this key, if one is used)."""
+    statements: list[dict[str, object]] = [
+        {
+            "Sid": "ReadGithubToken",
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": secret_arn,
+        }
+    ]
+    if kms_key_arn:
+        statements.append(
+            {
+                "Sid": "DecryptGithubToken",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": kms_key_arn,
+                # The key may be used only on behalf of Secrets Manager, not for anything else.
+                "Condition": {
+                    "StringEquals": {
+                        "kms:ViaService": f"secretsmanager.{secret_arn.split(':')[3]}.amazonaws.com"
+                    }
+                },
+            }
+        )
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+@dataclass(frozen=True)
+class InstanceRoleArgs:
+    """The secret the machine may read (if any) and the tags to put on the role."""
+
+    tags: dict[str, str]
+    secret_arn: pulumi.Output[str] | None = None
+    kms_key_arn: str | None = None
+
+
+class InstanceRole(pulumi.ComponentResource):
+    """An EC2 instance role and profile, scoped to one secret."""
+
+    role_arn: pulumi.Output[str]
+    """The role's ARN."""
+    profile_name: pulumi.Output[str]
+    """The instance profile to launch the machine with."""
+
+    def __init__(
+        self, name: str, args: InstanceRoleArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("devserver:aws:InstanceRole", name, None, opts)
+        role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=_assume_role_policy(),
+            description="Dev server instance role: reads its GitHub token secret, nothing else",
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        if args.secret_arn is not None:
+            kms_key_arn = args.kms_key_arn
+            aws.iam.RolePolicy(
+                f"{name}-read-github-token",
+                role=role.id,
+                policy=args.secret_arn.apply(lambda arn: _read_secret_policy(arn, kms_key_arn)),
+                opts=pulumi.ResourceOptions(parent=role),
+            )
+        profile = aws.iam.InstanceProfile(
+            f"{name}-profile",
+            role=role.name,
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.role_arn = role.arn
+        self.profile_name = profile.name
+        self.register_outputs({"role_arn": self.role_arn, "profile_name": self.profile_name})

@@ -1,0 +1,161 @@
+"""Read-only AWS lookups (Pulumi invokes) that settings and placement need before any resource.
+
+Everything here is plain data, resolved synchronously at plan time, so a bad input is reported
+before the first resource is registered. Results are cached: a fleet asks once per instance type.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import pulumi_aws as aws
+
+# Official NixOS images are published by this account (see nixos.org/download, "Amazon EC2").
+NIXOS_AMI_OWNER = "427812963091"
+
+# EC2 names arm64 what NixOS calls aarch64.
+EC2_ARCHITECTURE = {"x86_64": "x86_64", "aarch64": "arm64"}
+
+
+class AwsLookupError(Exception):
+    """An AWS lookup found nothing or was refused; the message says what was asked."""
+
+
+@dataclass(frozen=True)
+class InstanceTypeInfo:
+    """What EC2 says about an instance type."""
+
+    name: str
+    architectures: tuple[str, ...]
+    hypervisor: str
+    spot_supported: bool
+    vcpus: int
+    memory_mib: int
+
+
+@dataclass(frozen=True)
+class Image:
+    """An AMI: its id, name and EC2 architecture."""
+
+    id: str
+    name: str
+    architecture: str
+
+
+@dataclass(frozen=True)
+class Subnet:
+    """A subnet and where it is."""
+
+    id: str
+    vpc_id: str
+    availability_zone: str
+
+
+@dataclass(frozen=True)
+class ExistingVolume:
+    """An EBS volume the stack adopts as /home instead of creating one."""
+
+    id: str
+    availability_zone: str
+    encrypted: bool
+    size_gib: int
+
+
+class AwsLookups:
+    """The invokes the program makes, behind one small typed surface (and one cache)."""
+
+    @functools.cache  # noqa: B019 - one lookup object per program run; the cache dies with it
+    def instance_type(self, name: str) -> InstanceTypeInfo:
+        try:
+            info = aws.ec2.get_instance_type(instance_type=name)
+        except Exception as err:
+            raise AwsLookupError(f"EC2 does not know the instance type {name!r} ({err})") from err
+        return InstanceTypeInfo(
+            name=name,
+            architectures=tuple(info.supported_architectures),
+            hypervisor=info.hypervisor or "",
+            spot_supported="spot" in (info.supported_usages_classes or []),
+            vcpus=int(info.default_vcpus),
+            memory_mib=int(info.memory_size),
+        )
+
+    @functools.cache  # noqa: B019
+    def nixos_image(self, arch: str, release: str) -> Image:
+        try:
+            ami = aws.ec2.get_ami(
+                owners=[NIXOS_AMI_OWNER],
+                most_recent=True,
+                filters=[
+                    aws.ec2.GetAmiFilterArgs(name="name", values=[f"nixos/{release}*"]),
+                    aws.ec2.GetAmiFilterArgs(name="architecture", values=[EC2_ARCHITECTURE[arch]]),
+                ],
+            )
+        except Exception as err:
+            raise AwsLookupError(
+                f"no official NixOS {release} AMI for {arch} in this region ({err})"
+            ) from err
+        return Image(id=ami.id, name=ami.name, architecture=ami.architecture)
+
+    @functools.cache  # noqa: B019
+    def image(self, ami_id: str) -> Image:
+        try:
+            ami = aws.ec2.get_ami(
+                owners=["self", "amazon", "aws-marketplace", NIXOS_AMI_OWNER],
+                most_recent=True,
+                filters=[aws.ec2.GetAmiFilterArgs(name="image-id", values=[ami_id])],
+            )
+        except Exception as err:
+            raise AwsLookupError(f"the AMI {ami_id!r} cannot be found ({err})") from err
+        return Image(id=ami.id, name=ami.name, architecture=ami.architecture)
+
+    @functools.cache  # noqa: B019
+    def default_vpc_id(self) -> str:
+        try:
+            return aws.ec2.get_vpc(default=True).id
+        except Exception as err:
+            raise AwsLookupError(f"this region has no default VPC ({err})") from err
+
+    @functools.cache  # noqa: B019
+    def subnets(self, vpc_id: str) -> tuple[Subnet, ...]:
+        ids = aws.ec2.get_subnets(
+            filters=[aws.ec2.GetSubnetsFilterArgs(name="vpc-id", values=[vpc_id])]
+        ).ids
+        return tuple(
+            sorted((self.subnet(i) for i in ids), key=lambda s: (s.availability_zone, s.id))
+        )
+
+    @functools.cache  # noqa: B019
+    def subnet(self, subnet_id: str) -> Subnet:
+        try:
+            s = aws.ec2.get_subnet(id=subnet_id)
+        except Exception as err:
+            raise AwsLookupError(f"the subnet {subnet_id!r} cannot be found ({err})") from err
+        return Subnet(id=s.id, vpc_id=s.vpc_id, availability_zone=s.availability_zone)
+
+    @functools.cache  # noqa: B019
+    def zones_offering(self, instance_type: str) -> frozenset[str]:
+        offerings = aws.ec2.get_instance_type_offerings(
+            location_type="availability-zone",
+            filters=[
+                aws.ec2.GetInstanceTypeOfferingsFilterArgs(
+                    name="instance-type", values=[instance_type]
+                )
+            ],
+        )
+        return frozenset(offerings.locations)
+
+    @functools.cache  # noqa: B019
+    def volume(self, volume_id: str) -> ExistingVolume:
+        try:
+            v = aws.ebs.get_volume(
+                filters=[aws.ebs.GetVolumeFilterArgs(name="volume-id", values=[volume_id])]
+            )
+        except Exception as err:
+            raise AwsLookupError(f"the EBS volume {volume_id!r} cannot be found ({err})") from err
+        return ExistingVolume(
+            id=v.volume_id,
+            availability_zone=v.availability_zone,
+            encrypted=bool(v.encrypted),
+            size_gib=int(v.size),
+        )

@@ -1,0 +1,133 @@
+"""The EC2 machine: NixOS AMI, on-demand or persistent spot, IMDSv2 only, home volume attached."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.settings import MachineSpec
+from components.spot_request import SpotRequestCanceller
+
+# Any free slot works: on Nitro the volume shows up as NVMe whatever name is asked for here.
+HOME_DEVICE_NAME = "/dev/sdf"
+
+
+def metadata_options() -> aws.ec2.InstanceMetadataOptionsArgs:
+    """IMDSv2 only, hop limit 1: containers on the machine cannot reach the instance role."""
+    return aws.ec2.InstanceMetadataOptionsArgs(
+        http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1
+    )
+
+
+def market_options(spec: MachineSpec) -> aws.ec2.InstanceInstanceMarketOptionsArgs | None:
+    """Spot that keeps its disks: a persistent request that stops, never terminates, the machine."""
+    if not spec.spot:
+        return None
+    return aws.ec2.InstanceInstanceMarketOptionsArgs(
+        market_type="spot",
+        spot_options=aws.ec2.InstanceInstanceMarketOptionsSpotOptionsArgs(
+            spot_instance_type="persistent",
+            instance_interruption_behavior="stop",
+            max_price=spec.spot_max_price,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class MachineArgs:
+    """What the machine is made of; every id is already resolved or an Output of a sibling."""
+
+    spec: MachineSpec
+    ami_id: str
+    subnet_id: str
+    security_group_id: pulumi.Input[str]
+    instance_profile: pulumi.Input[str]
+    home_volume_id: pulumi.Input[str]
+    host_name: str
+    region: str
+    tags: dict[str, str]
+    key_name: pulumi.Input[str] | None = None
+    running: bool = True
+
+
+class Machine(pulumi.ComponentResource):
+    """An EC2 instance running the NixOS image, with the home volume attached."""
+
+    instance: aws.ec2.Instance
+    """The instance (for dependencies of later steps)."""
+    home_attachment: aws.ec2.VolumeAttachment
+    """The home volume's attachment (the flake deployment waits for it)."""
+    instance_id: pulumi.Output[str]
+    """The instance id."""
+    public_ip: pulumi.Output[str]
+    """Its public IPv4 address (changes on stop/start; see the README)."""
+    public_dns: pulumi.Output[str]
+    """Its public DNS name."""
+
+    def __init__(
+        self, name: str, args: MachineArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("devserver:aws:Machine", name, None, opts)
+        spec = args.spec
+        # The arch is part of the name: an arch switch is a new machine from that arch's image,
+        # while `ignore_changes` keeps a newer AMI of the same arch from replacing this one.
+        self.instance = aws.ec2.Instance(
+            f"{name}-{spec.arch}",
+            ami=args.ami_id,
+            instance_type=spec.instance_type,
+            subnet_id=args.subnet_id,
+            vpc_security_group_ids=[args.security_group_id],
+            associate_public_ip_address=True,
+            iam_instance_profile=args.instance_profile,
+            key_name=args.key_name,
+            metadata_options=metadata_options(),
+            instance_market_options=market_options(spec),
+            # Powering off from inside (idle auto-stop) stops the machine, never terminates it.
+            instance_initiated_shutdown_behavior="stop",
+            root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
+                volume_type="gp3",
+                volume_size=spec.root_volume_gib,
+                encrypted=True,
+                delete_on_termination=True,
+                tags={**args.tags, "Name": f"{args.host_name}-root"},
+            ),
+            tags={**args.tags, "Name": args.host_name},
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["ami"]),
+        )
+        self.home_attachment = aws.ec2.VolumeAttachment(
+            f"{name}-home",
+            device_name=HOME_DEVICE_NAME,
+            volume_id=args.home_volume_id,
+            instance_id=self.instance.id,
+            # Stop the machine before detaching so the filesystem is unmounted cleanly.
+            stop_instance_before_detaching=True,
+            # A volume attaches to one instance at a time: detach from the old one first.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+        if spec.spot:
+            SpotRequestCanceller(
+                f"{name}-{spec.arch}-spot-request",
+                spot_instance_request_id=self.instance.spot_instance_request_id,
+                region=args.region,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.instance]),
+            )
+        # Always managed, so `devserver:state` can stop the machine and `pulumi up --refresh`
+        # starts one that idle auto-stop powered off.
+        aws.ec2transitgateway.InstanceState(
+            f"{name}-state",
+            instance_id=self.instance.id,
+            state="running" if args.running else "stopped",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.home_attachment]),
+        )
+        self.instance_id = self.instance.id
+        self.public_ip = self.instance.public_ip
+        self.public_dns = self.instance.public_dns
+        self.register_outputs(
+            {
+                "instance_id": self.instance_id,
+                "public_ip": self.public_ip,
+                "public_dns": self.public_dns,
+            }
+        )

@@ -1,0 +1,151 @@
+"""Where the machine lives (VPC, subnet, availability zone) and who may reach its SSH port."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import pulumi
+import pulumi_aws as aws
+
+from components.lookups import AwsLookupError, AwsLookups, Subnet
+from components.settings import DevServerSettings, SettingsError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The subnet the machine launches in; the home volume must share its availability zone."""
+
+    vpc_id: str
+    subnet_id: str
+    availability_zone: str
+
+
+def resolve_placement(server: DevServerSettings, lookups: AwsLookups) -> Placement:
+    """Pick a subnet whose zone offers the instance type, or check the one the stack names.
+
+    The choice is deterministic (first zone in name order) so a re-run never moves the home volume;
+    pin `availabilityZone` in the stack config to make it explicit.
+    """
+    net, where = server.network, server.config_prefix
+    instance_type = server.machine.instance_type
+
+    def ask(key: str, lookup: Callable[[str], T], arg: str) -> T:
+        try:
+            return lookup(arg)
+        except AwsLookupError as err:
+            raise SettingsError(f"{where}{key}: {err}") from err
+
+    zone = net.availability_zone
+    offered = ask("instanceType", lookups.zones_offering, instance_type)
+    if server.home.existing_volume_id:
+        volume = ask("homeVolumeId", lookups.volume, server.home.existing_volume_id)
+        if zone and zone != volume.availability_zone:
+            raise SettingsError(
+                f"{where}availabilityZone must be {volume.availability_zone} (the zone of "
+                f"{where}homeVolumeId {volume.id}), got {zone!r}"
+            )
+        if not volume.encrypted:
+            raise SettingsError(
+                f"{where}homeVolumeId must be an encrypted volume, got {volume.id!r} "
+                "(unencrypted): snapshot it and restore the snapshot with encryption"
+            )
+        zone = volume.availability_zone
+    candidates: tuple[Subnet, ...]
+    if net.subnet_id:
+        subnet = ask("subnetId", lookups.subnet, net.subnet_id)
+        if zone and zone != subnet.availability_zone:
+            raise SettingsError(
+                f"{where}subnetId {net.subnet_id!r} is in {subnet.availability_zone}, "
+                f"but the machine must be in {zone}: pick a subnet there"
+            )
+        candidates = (subnet,)
+    else:
+        vpc_id = net.vpc_id or ask("vpcId", lambda _: lookups.default_vpc_id(), "")
+        candidates = tuple(
+            s
+            for s in ask("vpcId", lookups.subnets, vpc_id)
+            if zone is None or s.availability_zone == zone
+        )
+        if not candidates:
+            raise SettingsError(
+                f"{where}availabilityZone {zone!r} has no subnet in VPC {vpc_id}: "
+                f"set {where}subnetId or another zone"
+            )
+    for s in candidates:
+        if s.availability_zone in offered:
+            return Placement(s.vpc_id, s.id, s.availability_zone)
+    zones = ", ".join(sorted(offered)) or "none"
+    raise SettingsError(
+        f"{where}instanceType {instance_type!r} is not offered in "
+        f"{', '.join(sorted({s.availability_zone for s in candidates}))}"
+        f" (zones that offer it: {zones}): set {where}availabilityZone or pick another type"
+    )
+
+
+def _rule_name(name: str, cidr: str) -> str:
+    """A readable, stable resource name per CIDR, so reordering the list replaces nothing."""
+    network = ipaddress.ip_network(cidr)
+    return (
+        f"{name}-ssh-from-{network.network_address.exploded.replace(':', '.')}-{network.prefixlen}"
+    )
+
+
+@dataclass(frozen=True)
+class NetworkArgs:
+    """The VPC and the CIDRs allowed to reach SSH."""
+
+    vpc_id: str
+    ssh_allowed_cidrs: tuple[str, ...]
+    tags: dict[str, str]
+
+
+class Network(pulumi.ComponentResource):
+    """A security group: SSH in from the allowed CIDRs only, anything out."""
+
+    security_group_id: pulumi.Output[str]
+    """The security group the machine runs in."""
+
+    def __init__(
+        self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("devserver:aws:Network", name, None, opts)
+        group = aws.ec2.SecurityGroup(
+            f"{name}-ssh",
+            vpc_id=args.vpc_id,
+            description="Dev server: SSH from the allowed CIDRs only",
+            tags={**args.tags, "Name": f"{name}-ssh"},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        for cidr in args.ssh_allowed_cidrs:
+            v6 = ipaddress.ip_network(cidr).version == 6
+            aws.vpc.SecurityGroupIngressRule(
+                _rule_name(name, cidr),
+                security_group_id=group.id,
+                ip_protocol="tcp",
+                from_port=22,
+                to_port=22,
+                cidr_ipv4=None if v6 else cidr,
+                cidr_ipv6=cidr if v6 else None,
+                description="SSH (and VS Code Remote-SSH)",
+                tags=args.tags,
+                opts=pulumi.ResourceOptions(parent=group),
+            )
+        # Outbound is open: nix caches, GitHub and Secrets Manager are all on the internet.
+        for family, cidr in (("ipv4", "0.0.0.0/0"), ("ipv6", "::/0")):
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-egress-{family}",
+                security_group_id=group.id,
+                ip_protocol="-1",
+                cidr_ipv4=cidr if family == "ipv4" else None,
+                cidr_ipv6=cidr if family == "ipv6" else None,
+                description="All outbound traffic",
+                tags=args.tags,
+                opts=pulumi.ResourceOptions(parent=group),
+            )
+        self.security_group_id = group.id
+        self.register_outputs({"security_group_id": self.security_group_id})

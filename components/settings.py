@@ -1,0 +1,703 @@
+"""Stack configuration, read once and validated, as typed settings for the components.
+
+Every problem is collected and reported together, each line naming the key, the bad value and
+what is allowed, before a single resource is registered. Nothing else in the program reads
+`pulumi.Config`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeVar
+
+import pulumi
+import yaml
+
+from components.lookups import EC2_ARCHITECTURE, AwsLookupError, InstanceTypeInfo
+
+NAMESPACE = "devserver"
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+
+Arch = Literal["x86_64", "aarch64"]
+ARCHES: tuple[Arch, ...] = ("x86_64", "aarch64")
+
+# The NixOS release whose official AMI boots a new machine; the flake in nix/ pins the same one.
+DEFAULT_NIXOS_RELEASE = "26.05"
+DEFAULT_PRESET = "x86"
+MIN_HOME_VOLUME_GIB = 10
+MIN_ROOT_VOLUME_GIB = 20
+# EBS gp3 volumes go up to 16 TiB.
+MAX_VOLUME_GIB = 16384
+
+# Login names NixOS or its services already use; a developer account must not take them over.
+RESERVED_USERS = frozenset(
+    (
+        "root bin daemon adm lp sync shutdown halt mail news uucp operator games ftp nobody"
+        " nogroup sshd messagebus polkituser systemd-journal systemd-network systemd-resolve"
+        " systemd-timesync systemd-coredump systemd-oom nscd docker wheel users admin ec2-user"
+        " nixbld dhcpcd avahi rtkit geoclue"
+    ).split()
+)
+USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+GITHUB_USER_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")
+HOST_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+INSTANCE_TYPE_RE = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9]+")
+AMI_RE = re.compile(r"ami-[0-9a-f]{8}(?:[0-9a-f]{9})?")
+VOLUME_RE = re.compile(r"vol-[0-9a-f]{8}(?:[0-9a-f]{9})?")
+RELEASE_RE = re.compile(r"\d{2}\.\d{2}")
+PRICE_RE = re.compile(r"\d+(?:\.\d+)?")
+# A flake reference is pasted into a Nix string and a shell command: allow URL characters only,
+# and a scheme Nix knows, so no quote, `$`, backtick, backslash, space or `;` can break out.
+FLAKE_RE = re.compile(
+    r"(?:github|gitlab|sourcehut|git\+https|git\+ssh|git\+file|https|tarball\+https|path|flake):"
+    r"[A-Za-z0-9._~/:?=&+%@,-]+"
+)
+KMS_KEY_ARN_RE = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}")
+EMAIL_RE = re.compile(r"[^@\s\"'`$\\]+@[^@\s\"'`$\\]+\.[^@\s\"'`$\\]+")
+# Names and emails end up in a Nix string; keep them to printable text without Nix/shell specials.
+FULL_NAME_RE = re.compile(r"[^\"'`$\\\x00-\x1f]{1,100}")
+
+
+class SettingsError(pulumi.RunError):
+    """Invalid stack configuration; raised before any resource is registered."""
+
+
+class InstanceTypes(Protocol):
+    """What settings need to know about instance types (AWS in production, a table in tests)."""
+
+    def instance_type(self, name: str) -> InstanceTypeInfo: ...
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    """The EC2 machine: architecture, pricing model, size and disks."""
+
+    arch: Arch
+    spot: bool
+    instance_type: str
+    root_volume_gib: int
+    home_volume_gib: int
+    spot_max_price: str | None = None
+
+    @property
+    def ec2_architecture(self) -> str:
+        """`x86_64` or `arm64`, as EC2 names it."""
+        return EC2_ARCHITECTURE[self.arch]
+
+    @property
+    def nix_system(self) -> str:
+        """`x86_64-linux` or `aarch64-linux`, as Nix names it."""
+        return f"{self.arch}-linux"
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """Where the machine lives and who may reach its SSH port."""
+
+    ssh_allowed_cidrs: tuple[str, ...]
+    vpc_id: str | None = None
+    subnet_id: str | None = None
+    availability_zone: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """Which NixOS image boots a new machine."""
+
+    nixos_release: str
+    ami_id: str | None = None
+
+
+@dataclass(frozen=True)
+class HomeSettings:
+    """The persistent /home volume."""
+
+    protect: bool = True
+    existing_volume_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    """How the NixOS flake is applied over SSH."""
+
+    enabled: bool = True
+    private_key: pulumi.Output[str] | None = None
+
+
+@dataclass(frozen=True)
+class DevServerSettings:
+    """Everything one dev server needs, already validated."""
+
+    name: str
+    host_name: str
+    user: str
+    full_name: str
+    email: str
+    github_user: str
+    flake: str
+    region: str
+    stack: str
+    machine: MachineSpec
+    network: NetworkSettings
+    image: ImageSettings
+    home: HomeSettings = field(default_factory=HomeSettings)
+    deploy: DeploySettings = field(default_factory=DeploySettings)
+    github_token: pulumi.Output[str] | None = None
+    token_kms_key_arn: str | None = None
+    idle_stop_minutes: int = 0
+    running: bool = True
+    config_prefix: str = f"{NAMESPACE}:"
+    """How error messages name this server's keys: `devserver:` or `devserver:servers[2].`."""
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """Tags every AWS resource of this server carries (cost reports, DLM, policy)."""
+        return {
+            "devserver:owner": self.user,
+            "devserver:server": self.name,
+            "devserver:stack": self.stack,
+            "devserver:purpose": "devserver",
+        }
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """The whole stack: one server, or a fleet when `devserver:servers` is set."""
+
+    servers: tuple[DevServerSettings, ...]
+    fleet: bool
+    region: str
+    snapshot_retention_days: int = 7
+    snapshots: bool = True
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading values: a source gives raw values (strings from `pulumi config`, native values from a
+# structured `servers` entry) and a label for error messages.
+
+
+class _Source(Protocol):
+    def get(self, key: str) -> tuple[Any, str] | None: ...
+
+
+class _ConfigSource:
+    """Top-level stack config (`devserver:<key>`)."""
+
+    def __init__(self, config: pulumi.Config) -> None:
+        self._config = config
+
+    def get(self, key: str) -> tuple[Any, str] | None:
+        value = self._config.get(key)
+        return None if value is None else (value, f"{NAMESPACE}:{key}")
+
+
+class _DictSource:
+    """A mapping of keys to native values: a `devserver:servers` entry or a preset file."""
+
+    def __init__(self, values: Mapping[str, Any], label: str) -> None:
+        self._values, self._label = values, label
+
+    def get(self, key: str) -> tuple[Any, str] | None:
+        value = self._values.get(key)
+        return None if value is None else (value, self._label.format(key=key))
+
+
+class _Chain:
+    """The first source that sets a key wins: entry, then stack defaults, then the preset."""
+
+    def __init__(self, *sources: _Source) -> None:
+        self._sources = sources
+
+    def get(self, key: str) -> tuple[Any, str] | None:
+        for source in self._sources:
+            found = source.get(key)
+            if found is not None:
+                return found
+        return None
+
+
+T = TypeVar("T")
+
+
+class _Reader:
+    """Typed reads that record a problem instead of raising, so all problems show at once."""
+
+    def __init__(self, source: _Source, errors: list[str]) -> None:
+        self.source, self.errors = source, errors
+
+    def label(self, key: str) -> str:
+        found = self.source.get(key)
+        return found[1] if found else f"{NAMESPACE}:{key}"
+
+    def fail(self, label: str, value: Any, allowed: str) -> None:
+        self.errors.append(f"{label} must be {allowed}, got {value!r}")
+
+    def _read(
+        self, key: str, parse: Callable[[Any], T], allowed: str, default: T | None
+    ) -> T | None:
+        found = self.source.get(key)
+        if found is None:
+            return default
+        value, label = found
+        try:
+            return parse(value)
+        except (ValueError, TypeError):
+            self.fail(label, value, allowed)
+            return default
+
+    def text(
+        self,
+        key: str,
+        pattern: re.Pattern[str] | None = None,
+        allowed: str = "text",
+        default: str | None = None,
+    ) -> str | None:
+        def parse(value: Any) -> str:
+            if not isinstance(value, str) or (pattern and not pattern.fullmatch(value)):
+                raise ValueError
+            return value
+
+        return self._read(key, parse, allowed, default)
+
+    def required(self, key: str, pattern: re.Pattern[str], allowed: str, hint: str) -> str:
+        value = self.text(key, pattern, allowed)
+        if value is None and self.source.get(key) is None:
+            self.errors.append(f"{self.label(key)} is required: {hint}")
+        return value or ""
+
+    def boolean(self, key: str, default: bool | None = None) -> bool | None:
+        def parse(value: Any) -> bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+            raise ValueError
+
+        return self._read(key, parse, "true or false", default)
+
+    def integer(self, key: str, low: int, high: int, default: int | None = None) -> int | None:
+        def parse(value: Any) -> int:
+            if isinstance(value, bool):
+                raise ValueError
+            number = value if isinstance(value, int) else int(str(value).strip(), 10)
+            if not low <= number <= high:
+                raise ValueError
+            return number
+
+        return self._read(key, parse, f"a whole number from {low} to {high}", default)
+
+    def string_list(self, key: str) -> list[Any] | None:
+        def parse(value: Any) -> list[Any]:
+            items = json.loads(value) if isinstance(value, str) else value
+            if not isinstance(items, list):
+                raise ValueError
+            return items
+
+        return self._read(key, parse, 'a list, e.g. ["203.0.113.7/32"]', None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Keys. Each is declared, with its type, description and default, in Pulumi.yaml's config block.
+
+# Keys a `devserver:servers` entry may set; top-level values of the same keys are the defaults.
+SERVER_KEYS = (
+    "name",
+    "user",
+    "githubUser",
+    "fullName",
+    "email",
+    "hostName",
+    "flake",
+    "preset",
+    "arch",
+    "spot",
+    "instanceType",
+    "homeVolumeGiB",
+    "rootVolumeGiB",
+    "spotMaxPrice",
+    "nixosRelease",
+    "amiId",
+    "sshAllowedCidrs",
+    "vpcId",
+    "subnetId",
+    "availabilityZone",
+    "homeVolumeProtect",
+    "homeVolumeId",
+    "idleStopMinutes",
+    "state",
+    "deploy",
+)
+# Keys that only make sense once per stack.
+STACK_KEYS = (
+    "servers",
+    "githubToken",
+    "githubTokenKmsKeyArn",
+    "deployPrivateKey",
+    "snapshots",
+    "snapshotRetentionDays",
+)
+KNOWN_KEYS = frozenset(SERVER_KEYS) - {"name"} | frozenset(STACK_KEYS)
+MACHINE_KEYS = ("arch", "spot", "instanceType", "rootVolumeGiB", "homeVolumeGiB")
+
+
+def available_presets() -> list[str]:
+    """The preset names: one YAML file each in presets/."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """A preset's values, keyed like the stack config keys they stand in for."""
+    values = yaml.safe_load((PRESETS_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
+    if not isinstance(values, dict) or set(values) != set(MACHINE_KEYS):
+        raise SettingsError(f"presets/{name}.yaml must set exactly {', '.join(MACHINE_KEYS)}")
+    return values
+
+
+def _machine(r: _Reader, types: InstanceTypes) -> MachineSpec | None:
+    presets = available_presets()
+    preset = r.text("preset", default=DEFAULT_PRESET)
+    sources: list[_Source] = [r.source]
+    if preset in presets:
+        sources.append(_DictSource(load_preset(preset), f"{{key}} of presets/{preset}.yaml"))
+    else:
+        r.fail(r.label("preset"), preset, f"one of {', '.join(presets)} (the files in presets/)")
+    m = _Reader(_Chain(*sources), r.errors)
+    arch = m.text("arch", allowed="x86_64 or aarch64")
+    if arch is not None and arch not in ARCHES:
+        m.fail(m.label("arch"), arch, "x86_64 or aarch64")
+    spot = m.boolean("spot")
+    instance_type = m.text("instanceType", INSTANCE_TYPE_RE, "an EC2 instance type like m7i.xlarge")
+    root = m.integer("rootVolumeGiB", MIN_ROOT_VOLUME_GIB, MAX_VOLUME_GIB)
+    home = m.integer("homeVolumeGiB", MIN_HOME_VOLUME_GIB, MAX_VOLUME_GIB)
+    max_price = m.text("spotMaxPrice", PRICE_RE, "a positive price in USD per hour, e.g. 0.08")
+    if max_price is not None and float(max_price) <= 0:
+        m.fail(m.label("spotMaxPrice"), max_price, "a positive price in USD per hour, e.g. 0.08")
+    if max_price is not None and spot is False:
+        m.errors.append(
+            f"{m.label('spotMaxPrice')} is set to {max_price!r} but the machine is on-demand "
+            f"({m.label('spot')} is false): remove it or set {m.label('spot')} to true"
+        )
+    if arch not in ARCHES or None in (spot, instance_type, root, home):
+        return None
+    spec = MachineSpec(
+        arch, bool(spot), str(instance_type), int(root or 0), int(home or 0), max_price
+    )
+    _check_instance_type(m, spec, types)
+    return spec
+
+
+def _check_instance_type(r: _Reader, spec: MachineSpec, types: InstanceTypes) -> None:
+    """Ask EC2, not a hand-written family list, whether the type fits the machine."""
+    label = r.label("instanceType")
+    try:
+        info = types.instance_type(spec.instance_type)
+    except AwsLookupError as err:
+        r.errors.append(
+            f"{label} must be an instance type EC2 offers, got {spec.instance_type!r}: {err}"
+        )
+        return
+    if spec.ec2_architecture not in info.architectures:
+        r.errors.append(
+            f"{label} {spec.instance_type!r} runs {'/'.join(info.architectures)}, but "
+            f"{r.label('arch')} is {spec.arch!r}: choose a {spec.arch} instance type "
+            f"(e.g. {'m7g.xlarge' if spec.arch == 'aarch64' else 'm7i.xlarge'}) or change the arch"
+        )
+    if info.hypervisor != "nitro":
+        r.errors.append(
+            f"{label} must be a Nitro instance type (EBS appears as NVMe and /home is mounted by "
+            f"its NVMe id), got {spec.instance_type!r} ({info.hypervisor or 'unknown'} hypervisor)"
+        )
+    if spec.spot and not info.spot_supported:
+        r.errors.append(
+            f"{label} {spec.instance_type!r} is not offered as spot; "
+            f"set {r.label('spot')} to false or pick another type"
+        )
+
+
+def _cidrs(r: _Reader) -> tuple[str, ...]:
+    label = r.label("sshAllowedCidrs")
+    items = r.string_list("sshAllowedCidrs")
+    if items is None:
+        if r.source.get("sshAllowedCidrs") is None:
+            r.errors.append(
+                f"{label} is required: the CIDRs that may reach SSH (port 22), "
+                'e.g. ["203.0.113.7/32"] for your own address'
+            )
+        return ()
+    if not items:
+        r.fail(label, items, "a non-empty list of CIDRs")
+    cidrs = []
+    for i, item in enumerate(items):
+        try:
+            network = ipaddress.ip_network(item, strict=True) if isinstance(item, str) else None
+        except ValueError:
+            network = None
+        if network is None:
+            r.fail(
+                f"{label}[{i}]",
+                item,
+                "a CIDR such as 203.0.113.7/32 or 2001:db8::/64 with no host bits set",
+            )
+        elif network.prefixlen == 0:
+            r.fail(
+                f"{label}[{i}]",
+                item,
+                "narrower than the whole internet: SSH is never open to the world",
+            )
+        else:
+            cidrs.append(str(network))
+    return tuple(cidrs)
+
+
+def _server(
+    r: _Reader,
+    *,
+    name: str,
+    default_host: str,
+    region: str,
+    stack: str,
+    types: InstanceTypes,
+    shared: _Shared,
+    prefix: str = f"{NAMESPACE}:",
+) -> DevServerSettings | None:
+    user = r.required(
+        "user",
+        USER_RE,
+        "a Linux login name: lower case, digits, _ or -, at most 32",
+        "the Linux login name on the machine, e.g. alice",
+    )
+    if user and (user in RESERVED_USERS or user.startswith(("nixbld", "systemd-"))):
+        r.fail(
+            r.label("user"),
+            user,
+            "a login name NixOS does not reserve (not root, nobody, docker, …)",
+        )
+    github_user = r.required(
+        "githubUser",
+        GITHUB_USER_RE,
+        "a GitHub user name (letters, digits, single hyphens, at most 39)",
+        "the GitHub account whose public keys may log in",
+    )
+    flake = r.required(
+        "flake",
+        FLAKE_RE,
+        "a flake reference with a scheme (github:, git+https:, path:, …) and only URL characters",
+        "the shared flake, e.g. github:acme/infra?dir=nix",
+    )
+    full_name = r.text(
+        "fullName", FULL_NAME_RE, "1-100 printable characters without quotes, $ or \\"
+    )
+    email = r.text("email", EMAIL_RE, "an email address")
+    host_name = r.text(
+        "hostName",
+        HOST_RE,
+        "a host name: lower case letters, digits and -, at most 63",
+        default=default_host,
+    )
+    release = r.text(
+        "nixosRelease", RELEASE_RE, "a NixOS release like 26.05", default=DEFAULT_NIXOS_RELEASE
+    )
+    ami_id = r.text("amiId", AMI_RE, "an AMI id like ami-0123456789abcdef0")
+    home_volume_id = r.text(
+        "homeVolumeId", VOLUME_RE, "an EBS volume id like vol-0123456789abcdef0"
+    )
+    protect = r.boolean("homeVolumeProtect", default=True)
+    idle = r.integer("idleStopMinutes", 0, 1440, default=0)
+    state = r.text("state", re.compile("running|stopped"), "running or stopped", default="running")
+    deploy = r.boolean("deploy", default=True)
+    vpc_id = r.text("vpcId", re.compile(r"vpc-[0-9a-f]+"), "a VPC id like vpc-0123abcd")
+    subnet_id = r.text(
+        "subnetId", re.compile(r"subnet-[0-9a-f]+"), "a subnet id like subnet-0123abcd"
+    )
+    zone = r.text(
+        "availabilityZone",
+        re.compile(r"[a-z]{2}(-[a-z]+)+-\d[a-z]"),
+        "an availability zone of the region, e.g. eu-west-1a",
+    )
+    if zone and not zone.startswith(region):
+        r.fail(r.label("availabilityZone"), zone, f"an availability zone of {region}")
+    cidrs = _cidrs(r)
+    machine = _machine(r, types)
+    if machine is None or not (user and github_user and flake) or r.errors:
+        return None
+    return DevServerSettings(
+        name=name,
+        host_name=host_name or default_host,
+        user=user,
+        full_name=full_name or user,
+        email=email or f"{github_user}@users.noreply.github.com",
+        github_user=github_user,
+        flake=flake,
+        region=region,
+        stack=stack,
+        machine=machine,
+        network=NetworkSettings(cidrs, vpc_id, subnet_id, zone),
+        image=ImageSettings(release or DEFAULT_NIXOS_RELEASE, ami_id),
+        home=HomeSettings(protect is not False, home_volume_id),
+        deploy=DeploySettings(deploy is not False, shared.deploy_private_key),
+        github_token=shared.github_token,
+        token_kms_key_arn=shared.token_kms_key_arn,
+        idle_stop_minutes=idle or 0,
+        running=state != "stopped",
+        config_prefix=prefix,
+    )
+
+
+@dataclass(frozen=True)
+class _Shared:
+    github_token: pulumi.Output[str] | None
+    token_kms_key_arn: str | None
+    deploy_private_key: pulumi.Output[str] | None
+
+
+def _secret(config: pulumi.Config, key: str, errors: list[str]) -> pulumi.Output[str] | None:
+    """A secret key; set in plaintext it is refused, so the user's token never sits in a file."""
+    full = f"{NAMESPACE}:{key}"
+    if pulumi.runtime.get_config(full) is None:
+        return None
+    if not pulumi.runtime.is_config_secret(full):
+        errors.append(
+            f"{full} must be stored as a secret (pulumi config set --secret {full} …); "
+            "it is in plaintext now, so rotate it and set it again"
+        )
+        return None
+    return config.require_secret(key)
+
+
+def _unknown_keys(errors: list[str]) -> None:
+    keys = set(pulumi.runtime.config.CONFIG.get()) | set(pulumi.runtime.config.get_config_env())
+    for full in sorted(k for k in keys if k.startswith(f"{NAMESPACE}:")):
+        key = full.split(":", 1)[1]
+        if key not in KNOWN_KEYS:
+            close = difflib.get_close_matches(key, sorted(KNOWN_KEYS), n=1)
+            hint = (
+                f"did you mean {NAMESPACE}:{close[0]}?" if close else "see Pulumi.yaml for the keys"
+            )
+            errors.append(f"{full} is not a configuration key of this program: {hint}")
+
+
+def load(types: InstanceTypes, config: pulumi.Config | None = None) -> StackSettings:
+    """Read and validate the stack's configuration; raise SettingsError listing every problem."""
+    config = config or pulumi.Config(NAMESPACE)
+    errors: list[str] = []
+    _unknown_keys(errors)
+    region = pulumi.Config("aws").get("region") or ""
+    if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region):
+        errors.append(f"aws:region must be an AWS region such as eu-west-1, got {region or None!r}")
+    stack = pulumi.get_stack()
+    top = _Reader(_ConfigSource(config), errors)
+    kms = top.text(
+        "githubTokenKmsKeyArn",
+        KMS_KEY_ARN_RE,
+        "a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)",
+    )
+    shared = _Shared(
+        _secret(config, "githubToken", errors), kms, _secret(config, "deployPrivateKey", errors)
+    )
+    retention = top.integer("snapshotRetentionDays", 1, 365, default=7) or 7
+    snapshots = top.boolean("snapshots", default=True)
+    if errors:
+        raise SettingsError(_report(errors))
+
+    raw_servers = top.string_list("servers")
+    servers: list[DevServerSettings | None] = []
+    if raw_servers is None:
+        servers.append(
+            _server(
+                top,
+                name="devserver",
+                default_host=_host_name(f"devserver-{stack}"),
+                region=region,
+                stack=stack,
+                types=types,
+                shared=shared,
+            )
+        )
+    else:
+        servers.extend(_fleet(raw_servers, top, region, stack, types, shared))
+    if errors or None in servers:
+        raise SettingsError(_report(errors or ["the stack configuration is incomplete"]))
+    return StackSettings(
+        servers=tuple(s for s in servers if s is not None),
+        fleet=raw_servers is not None,
+        region=region,
+        snapshot_retention_days=retention,
+        snapshots=snapshots is not False,
+    )
+
+
+def _fleet(
+    raw: list[Any],
+    top: _Reader,
+    region: str,
+    stack: str,
+    types: InstanceTypes,
+    shared: _Shared,
+) -> Iterator[DevServerSettings | None]:
+    label = f"{NAMESPACE}:servers"
+    if not raw:
+        top.fail(label, raw, "a non-empty list of servers, each with at least a name")
+    seen: dict[str, dict[str, str]] = {"name": {}, "user": {}, "hostName": {}}
+    for i, entry in enumerate(raw):
+        where = f"{label}[{i}]"
+        if not isinstance(entry, dict):
+            top.fail(
+                where,
+                entry,
+                'an object such as {"name": "alice", "user": "alice", "githubUser": "alice"}',
+            )
+            continue
+        unknown = sorted(set(entry) - set(SERVER_KEYS))
+        if unknown:
+            top.errors.append(
+                f"{where} has unknown keys {', '.join(unknown)}: "
+                f"allowed are {', '.join(SERVER_KEYS)}"
+            )
+            continue
+        name = entry.get("name")
+        if not isinstance(name, str) or not HOST_RE.fullmatch(name) or name == "devserver":
+            top.fail(
+                f"{where}.name",
+                name,
+                "a server name: lower case letters, digits and -, at most 63, not 'devserver'",
+            )
+            continue
+        reader = _Reader(_Chain(_DictSource(entry, f"{where}.{{key}}"), top.source), top.errors)
+        server = _server(
+            reader,
+            name=name,
+            default_host=name,
+            region=region,
+            stack=stack,
+            types=types,
+            shared=shared,
+            prefix=f"{where}.",
+        )
+        if server is not None:
+            for key, value in (
+                ("name", name),
+                ("user", server.user),
+                ("hostName", server.host_name),
+            ):
+                if value in seen[key]:
+                    top.errors.append(
+                        f"{where}.{key} {value!r} is already used by {seen[key][value]}: "
+                        f"each server needs its own {key}"
+                    )
+                seen[key][value] = where
+        yield server
+
+
+def _host_name(text: str) -> str:
+    """A valid host name made from a stack name (which may hold capitals, dots or underscores)."""
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63].rstrip("-") or "devserver"
+
+
+def _report(errors: list[str]) -> str:
+    return "invalid stack configuration:\n  - " + "\n  - ".join(dict.fromkeys(errors))

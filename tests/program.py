@@ -1,0 +1,330 @@
+"""Runs the real `__main__.py` under Pulumi's mocks with real stack config, and records everything.
+
+`FakeAws` answers invokes from small tables that look like one AWS region (eu-west-1) and gives
+every resource plausible outputs. `run_program` loads `Pulumi.yaml` defaults and a stack file,
+applies overrides, runs the program, and returns what was registered: type, name, inputs (with
+secret markers kept), resource options and parents, invokes, and the resolved stack outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import config as runtime_config
+from pulumi.runtime import mocks, settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+ACCOUNT = "123456789012"
+# An obviously fake token: tests look for it everywhere it must not be.
+FAKE_TOKEN = "fake-github-token-for-tests-0123456789"
+REGION = "eu-west-1"
+# Pulumi's mocks keep a secret as {SECRET_SIG: SECRET_VALUE, "value": ...} in resource inputs.
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+# name: (architectures, hypervisor, usage classes, vCPUs, MiB)
+INSTANCE_TYPES: dict[str, tuple[list[str], str, list[str], int, int]] = {
+    "m7i.xlarge": (["x86_64"], "nitro", ["on-demand", "spot"], 4, 16384),
+    "m7i.2xlarge": (["x86_64"], "nitro", ["on-demand", "spot"], 8, 32768),
+    "m7g.xlarge": (["arm64"], "nitro", ["on-demand", "spot"], 4, 16384),
+    "c7g.2xlarge": (["arm64"], "nitro", ["on-demand", "spot"], 8, 16384),
+    "t2.large": (["i386", "x86_64"], "xen", ["on-demand", "spot"], 2, 8192),
+    "m7i-flex.xlarge": (["x86_64"], "nitro", ["on-demand"], 4, 16384),
+}
+# Zones that offer each type: m7g is missing from eu-west-1c, as real offerings differ per zone.
+OFFERINGS = {t: ["eu-west-1a", "eu-west-1b", "eu-west-1c"] for t in INSTANCE_TYPES}
+OFFERINGS["c7g.2xlarge"] = ["eu-west-1b"]
+SUBNETS = {
+    "subnet-0a0a0a0a": ("vpc-0d3fa017", "eu-west-1a"),
+    "subnet-0b0b0b0b": ("vpc-0d3fa017", "eu-west-1b"),
+    "subnet-0c0c0c0c": ("vpc-0d3fa017", "eu-west-1c"),
+    "subnet-0e0e0e0e": ("vpc-0e1e2e3e", "eu-west-1c"),
+}
+DEFAULT_VPC = "vpc-0d3fa017"
+NIXOS_AMIS = {"x86_64": "ami-0123456789abcdef0", "arm64": "ami-0fedcba9876543210"}
+OTHER_AMIS = {
+    "ami-0aaaaaaaaaaaaaaaa": ("x86_64", "custom-nixos-x86"),
+    "ami-0bbbbbbbbbbbbbbbb": ("arm64", "custom-nixos-arm"),
+}
+VOLUMES = {
+    "vol-0123456789abcdef0": ("eu-west-1b", True, 200),
+    "vol-0deadbeefdeadbeef": ("eu-west-1a", False, 100),
+}
+
+
+class AwsError(Exception):
+    """What a failed invoke raises, shaped like the provider's error."""
+
+
+def _hex(text: str, n: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+def _filters(args: dict[str, Any]) -> dict[str, list[str]]:
+    return {f["name"]: f["values"] for f in args.get("filters") or []}
+
+
+@dataclass
+class Registered:
+    """One registered resource as the engine would see it."""
+
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    state: dict[str, Any] = field(default_factory=dict)
+    opts: pulumi.ResourceOptions | None = None
+    parent_types: list[str] = field(default_factory=list)
+    """Types of the parents, nearest first (empty = the stack itself)."""
+
+
+class FakeAws(pulumi.runtime.Mocks):
+    """Answers invokes from the tables above; gives resources outputs like AWS would."""
+
+    def __init__(self) -> None:
+        self.resources: list[Registered] = []
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def call(  # type: ignore[override]
+        self, args: pulumi.runtime.MockCallArgs
+    ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        self.calls.append((args.token, args.args))
+        try:
+            return self._answer(args.token, args.args), []
+        except AwsError as err:
+            # Returned as a failure, the way the engine reports a data source error to the program.
+            return {}, [("", str(err))]
+
+    def _answer(self, token: str, a: dict[str, Any]) -> dict[str, Any]:
+        if token == "aws:ec2/getInstanceType:getInstanceType":
+            name = a["instanceType"]
+            if name not in INSTANCE_TYPES:
+                raise AwsError(
+                    f"InvalidInstanceType: The following supplied instance types do not exist: [{name}]"
+                )
+            archs, hypervisor, usage, vcpus, mib = INSTANCE_TYPES[name]
+            return {
+                "instanceType": name,
+                "supportedArchitectures": archs,
+                "hypervisor": hypervisor,
+                "supportedUsagesClasses": usage,
+                "defaultVcpus": vcpus,
+                "memorySize": mib,
+            }
+        if token == "aws:ec2/getAmi:getAmi":
+            f = _filters(a)
+            if "image-id" in f:
+                ami_id = f["image-id"][0]
+                if ami_id in OTHER_AMIS:
+                    arch, name = OTHER_AMIS[ami_id]
+                    return {"id": ami_id, "name": name, "architecture": arch}
+                arch = next((k for k, v in NIXOS_AMIS.items() if v == ami_id), None)
+                if arch is None:
+                    raise AwsError("Your query returned no results.")
+                return {"id": ami_id, "name": f"nixos/26.05.x-{arch}", "architecture": arch}
+            arch = f["architecture"][0]
+            release = f["name"][0].removeprefix("nixos/").rstrip("*")
+            if release not in ("25.11", "26.05") or a.get("owners") != ["427812963091"]:
+                raise AwsError("Your query returned no results.")
+            return {
+                "id": NIXOS_AMIS[arch],
+                "name": f"nixos/{release}.1234.abcdef-{arch}-linux",
+                "architecture": arch,
+            }
+        if token == "aws:ec2/getVpc:getVpc":
+            return {"id": DEFAULT_VPC}
+        if token == "aws:ec2/getSubnets:getSubnets":
+            vpc = _filters(a)["vpc-id"][0]
+            return {"ids": [s for s, (v, _) in SUBNETS.items() if v == vpc]}
+        if token == "aws:ec2/getSubnet:getSubnet":
+            if a["id"] not in SUBNETS:
+                raise AwsError(
+                    f"InvalidSubnetID.NotFound: The subnet ID '{a['id']}' does not exist"
+                )
+            vpc, zone = SUBNETS[a["id"]]
+            return {"id": a["id"], "vpcId": vpc, "availabilityZone": zone}
+        if token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+            name = _filters(a)["instance-type"][0]
+            return {"locations": OFFERINGS.get(name, []), "instanceTypes": [name]}
+        if token == "aws:ebs/getVolume:getVolume":
+            vid = _filters(a)["volume-id"][0]
+            if vid not in VOLUMES:
+                raise AwsError("Your query returned no results.")
+            zone, encrypted, size = VOLUMES[vid]
+            return {
+                "id": vid,
+                "volumeId": vid,
+                "availabilityZone": zone,
+                "encrypted": encrypted,
+                "size": size,
+            }
+        if token == "tls:index/getPublicKey:getPublicKey":
+            return {
+                "publicKeyOpenssh": "ssh-ed25519 AAAAFAKEPUBLICKEYFROMCONFIG devserver-deploy\n"
+            }
+        raise AwsError(f"the fake AWS has no answer for {token}")
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        t, name, inputs = args.typ, args.name, args.inputs
+        rid = f"{name}-id"
+        state: dict[str, Any] = {}
+        if t == "aws:ec2/instance:Instance":
+            rid = f"i-0{_hex(name, 16)}"
+            subnet = inputs.get("subnetId")
+            state = {
+                "publicIp": "198.51.100.7",
+                "publicDns": f"ec2-198-51-100-7.{REGION}.compute.amazonaws.com",
+                "availabilityZone": SUBNETS[subnet][1] if subnet in SUBNETS else None,
+                "arn": f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{rid}",
+            }
+            if inputs.get("instanceMarketOptions"):
+                state["spotInstanceRequestId"] = f"sir-{_hex(name, 8)}"
+        elif t == "aws:ebs/volume:Volume":
+            rid = args.resource_id or f"vol-0{_hex(name, 16)}"
+        elif t == "aws:secretsmanager/secret:Secret":
+            rid = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-Ab12Cd"
+            state = {"arn": rid}
+        elif t == "aws:iam/role:Role":
+            state = {
+                "arn": f"arn:aws:iam::{ACCOUNT}:role/{name}-1234567",
+                "name": f"{name}-1234567",
+            }
+        elif t == "aws:iam/instanceProfile:InstanceProfile":
+            state = {
+                "name": f"{name}-7654321",
+                "arn": f"arn:aws:iam::{ACCOUNT}:instance-profile/{name}",
+            }
+        elif t == "aws:ec2/securityGroup:SecurityGroup":
+            rid = f"sg-0{_hex(name, 16)}"
+        elif t == "aws:ec2/keyPair:KeyPair":
+            state = {"keyName": f"{name}-2468"}
+        elif t == "tls:index/privateKey:PrivateKey":
+            state = {
+                "privateKeyOpenssh": f"fake-openssh-private-key-for-tests-{name}",
+                "publicKeyOpenssh": f"ssh-ed25519 AAAAFAKE{_hex(name, 12)} {name}\n",
+            }
+        self.resources.append(Registered(t, name, inputs, state))
+        return rid, {**inputs, **state}
+
+
+@dataclass
+class ProgramRun:
+    """What one run of the program registered, called and exported."""
+
+    resources: list[Registered]
+    calls: list[tuple[str, dict[str, Any]]]
+    outputs: dict[str, Any]
+    secret_outputs: set[str]
+    error: BaseException | None = None
+
+    def of_type(self, type_: str) -> list[Registered]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str) -> Registered:
+        found = self.of_type(type_)
+        assert len(found) == 1, f"expected one {type_}, got {[r.name for r in found]}"
+        return found[0]
+
+    def named(self, name: str) -> Registered:
+        found = [r for r in self.resources if r.name == name]
+        assert len(found) == 1, f"expected one resource named {name}, got {len(found)}"
+        return found[0]
+
+
+def stack_config(stack: str = "dev") -> dict[str, Any]:
+    """Pulumi.yaml's declared defaults overlaid with Pulumi.<stack>.yaml, as the CLI resolves them."""
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    values: dict[str, Any] = {}
+    for key, spec in (project.get("config") or {}).items():
+        if isinstance(spec, dict) and "default" in spec:
+            values[key if ":" in key else f"devserver:{key}"] = spec["default"]
+    stack_file = ROOT / f"Pulumi.{stack}.yaml"
+    if stack_file.exists():
+        for key, value in (yaml.safe_load(stack_file.read_text()).get("config") or {}).items():
+            values[key] = value
+    return values
+
+
+def run_program(
+    overrides: dict[str, Any] | None = None,
+    *,
+    secrets: dict[str, str] | None = None,
+    stack: str = "dev",
+    base: dict[str, Any] | None = None,
+    unset: tuple[str, ...] = (),
+    program: Path = ROOT / "__main__.py",
+    raise_errors: bool = True,
+) -> ProgramRun:
+    """Run the program with stack config (+ overrides, secrets, minus `unset`) under the mocks."""
+    values = dict(stack_config(stack) if base is None else base)
+    values.update(overrides or {})
+    values.update(secrets or {})
+    for key in unset:
+        values.pop(key, None)
+    encoded = {
+        k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items() if v is not None
+    }
+
+    fake = FakeAws()
+    settings.set_root_resource(None)  # type: ignore[arg-type]
+    runtime_config.set_all_config(encoded, list(secrets or {}))
+    mocks.set_mocks(fake, project="devserver", stack=stack, preview=False)
+    captured: dict[int, tuple[pulumi.Resource, pulumi.ResourceOptions, str]] = {}
+
+    def capture(args: pulumi.ResourceTransformationArgs) -> None:
+        captured[id(args.resource)] = (args.resource, args.opts, args.type_)
+
+    pulumi.runtime.register_stack_transformation(capture)
+    try:
+        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
+    except Exception as err:
+        if raise_errors:
+            raise
+        return ProgramRun(fake.resources, fake.calls, {}, set(), err)
+
+    by_name: dict[tuple[str, str], tuple[pulumi.ResourceOptions, list[str]]] = {}
+    for resource, opts, type_ in captured.values():
+        parents, parent = [], opts.parent
+        while parent is not None and id(parent) in captured:
+            parents.append(captured[id(parent)][2])
+            parent = captured[id(parent)][1].parent
+        by_name[(type_, resource._name)] = (opts, parents)  # type: ignore[attr-defined]
+    for r in fake.resources:
+        r.opts, r.parent_types = by_name.get((r.type, r.name), (None, []))
+
+    outputs: dict[str, Any] = {}
+    secret_outputs: set[str] = set()
+    stack_resource = settings.get_root_resource()
+    for key, value in stack_resource.outputs.items():  # type: ignore[union-attr]
+        output = pulumi.Output.from_input(value)
+        outputs[key] = _sync_await(output.future())
+        if _sync_await(output.is_secret()):
+            secret_outputs.add(key)
+    return ProgramRun(fake.resources, fake.calls, outputs, secret_outputs)
+
+
+def reset_runtime() -> None:
+    """Forget config and the root stack, so one test's program never leaks into the next."""
+    runtime_config.set_all_config({}, [])
+    settings.set_root_resource(None)  # type: ignore[arg-type]
+
+
+def walk_strings(value: Any, secret: bool = False) -> list[tuple[str, bool]]:
+    """Every string inside a value, with whether it sits inside a Pulumi secret."""
+    if isinstance(value, str):
+        return [(value, secret)]
+    if isinstance(value, dict):
+        inner = SECRET_SIG in value
+        return [
+            s for k, v in value.items() if k != SECRET_SIG for s in walk_strings(v, secret or inner)
+        ]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in walk_strings(v, secret)]
+    return []

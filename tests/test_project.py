@@ -1,0 +1,49 @@
+"""Pulumi.yaml declares every key the program reads, with the defaults the code uses."""
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+DECLARED: dict[str, Any] = PROJECT["config"]
+
+
+def test_project_is_named_devserver_and_runs_python_in_a_virtualenv() -> None:
+    assert PROJECT["name"] == "devserver"
+    assert PROJECT["runtime"]["name"] == "python"
+    assert PROJECT["runtime"]["options"]["virtualenv"] == ".venv"
+
+
+def test_every_key_the_program_reads_is_declared_with_type_and_description() -> None:
+    assert set(DECLARED) == set(settings.KNOWN_KEYS)
+    for key, spec in DECLARED.items():
+        assert spec.get("type") in ("string", "integer", "boolean", "array"), key
+        assert len(spec.get("description", "")) > 20, f"{key} needs a description"
+
+
+def test_declared_defaults_are_the_code_defaults() -> None:
+    defaults = {key: spec["default"] for key, spec in DECLARED.items() if "default" in spec}
+    assert defaults == {
+        "preset": settings.DEFAULT_PRESET,
+        "nixosRelease": settings.DEFAULT_NIXOS_RELEASE,
+        "homeVolumeProtect": True,
+        "deploy": True,
+        "idleStopMinutes": 0,
+        "state": "running",
+        "snapshots": True,
+        "snapshotRetentionDays": 7,
+    }
+
+
+def test_secret_keys_are_declared_secret() -> None:
+    assert {k for k, spec in DECLARED.items() if spec.get("secret")} == {"githubToken", "deployPrivateKey"}
+
+
+def test_example_stack_holds_no_secret() -> None:
+    config = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    assert not {"devserver:githubToken", "devserver:deployPrivateKey"} & set(config)
+    assert not [k for k, v in config.items() if isinstance(v, dict) and "secure" in v]
