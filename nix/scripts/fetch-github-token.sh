@@ -57,10 +57,11 @@ delay=${DEVSERVER_TOKEN_BACKOFF_SECONDS:-2}
 [[ $attempts =~ ^[1-9][0-9]*$ ]] || die "DEVSERVER_TOKEN_ATTEMPTS must be a positive integer, got '$attempts'"
 [[ $delay =~ ^[0-9]+$ ]] || die "DEVSERVER_TOKEN_BACKOFF_SECONDS must be a non-negative integer, got '$delay'"
 
-# Everything created from here on (the parent dir if missing, temporaries) is owner-only.
+# Temporaries and the token file are owner-only. The directory itself stays traversable (0755):
+# a non-root nix client that cannot stat an `!include`d file drops its whole nix.conf.
 umask 077
 dir=$(dirname -- "$output")
-mkdir -p -- "$dir"
+[[ -d $dir ]] || install -d -m 0755 -- "$dir"
 
 # Both temporaries live next to the output so the final `mv` is an atomic rename on one filesystem.
 errfile=

@@ -1,0 +1,417 @@
+"""deploy/apply-flake.sh with fake nixos-rebuild, nix-env, systemctl, findmnt and sshd on PATH.
+
+The fakes record their calls; the profile is a real symlink chain like /nix/var/nix/profiles."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.scripts.aws_support import (
+    APPLY_SCRIPT,
+    FAKE_TOKEN,
+    FETCH_SCRIPT,
+    REGION,
+    MotoServer,
+    clean_aws_env,
+)
+
+DEPLOY_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeDeployKeyForTestsOnly pulumi-deploy"
+# nixos-rebuild fails while building: nothing was activated, the profile did not move.
+BUILD_FAILS = {"FAKE_REBUILD_EXIT": "1", "FAKE_REBUILD_NEW_GENERATION": "0"}
+SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:123456789012:secret:devserver-github-token-AbCdEf"
+
+# Each fake appends "name args" to $FAKE_CALLS; behaviour comes from FAKE_* variables.
+FAKES = {
+    "nixos-rebuild": r"""
+echo "nixos-rebuild $*" >> "$FAKE_CALLS"
+echo "building the system configuration... (fake nixos-rebuild)"
+if [[ -n ${NIX_USER_CONF_FILES:-} ]]; then
+  cp "$NIX_USER_CONF_FILES" "$FAKE_RECORD/deploy.conf"
+  stat -c %a "$NIX_USER_CONF_FILES" > "$FAKE_RECORD/deploy.conf.mode"
+  echo "$NIX_USER_CONF_FILES" > "$FAKE_RECORD/NIX_USER_CONF_FILES"
+  if [[ -n ${FAKE_RUN_REAL_NIX:-} ]]; then nix show-config > "$FAKE_RECORD/nix-show-config"; fi
+fi
+printf '%s\n' "$@" > "$FAKE_RECORD/rebuild.argv"
+env > "$FAKE_RECORD/rebuild.env"
+if [[ ${FAKE_REBUILD_NEW_GENERATION:-1} == 1 ]]; then
+  profile=$DEVSERVER_SYSTEM_PROFILE
+  mkdir -p "$profile-gen2/bin"
+  printf '#!/bin/bash\necho "gen2/switch-to-configuration $*" >> "$FAKE_CALLS"\n' \
+    > "$profile-gen2/bin/switch-to-configuration"
+  chmod +x "$profile-gen2/bin/switch-to-configuration"
+  ln -sfn "$profile-gen2" "$profile-2-link"
+  ln -sfn "$(basename "$profile")-2-link" "$profile"
+fi
+if [[ ${FAKE_REBUILD_EXIT:-0} != 0 ]]; then
+  echo "error: fake activation failure from nixos-rebuild" >&2
+fi
+exit "${FAKE_REBUILD_EXIT:-0}"
+""",
+    "nix-env": r"""
+echo "nix-env $*" >> "$FAKE_CALLS"
+[[ $1 == --profile && $3 == --switch-generation ]] || exit 9
+ln -sfn "$(basename "$2")-$4-link" "$2"
+""",
+    "systemctl": r"""
+echo "systemctl $*" >> "$FAKE_CALLS"
+[[ $* == "is-active --quiet sshd.service" && ${FAKE_SSHD:-active} == active ]]
+""",
+    "findmnt": r"""
+echo "findmnt $*" >> "$FAKE_CALLS"
+[[ -n ${FAKE_HOME_SOURCE:-} ]] || exit 1
+echo "$FAKE_HOME_SOURCE"
+""",
+    "sshd": r"""
+echo "sshd $*" >> "$FAKE_CALLS"
+[[ $1 == -T ]] || exit 9
+echo "permitrootlogin ${FAKE_PERMITROOTLOGIN:-prohibit-password}"
+echo "pubkeyauthentication ${FAKE_PUBKEYAUTH:-yes}"
+echo "authorizedkeysfile .ssh/authorized_keys $FAKE_ETC/ssh/authorized_keys.d/%u"
+""",
+    # The token script is a fake too; this only makes the machine look like it has an AWS CLI.
+    "aws": 'echo "aws $*" >> "$FAKE_CALLS"\nexit 1\n',
+}
+
+FAKE_NIX_BUILDING_AWSCLI = r"""
+echo "nix $*" >> "$FAKE_CALLS"
+[[ $* == "build --no-link --print-out-paths nixpkgs#awscli2" ]] || exit 9
+echo "$FAKE_AWSCLI_OUT"
+"""
+
+FAKE_TOKEN_SCRIPT = r"""
+echo "token-script $*" >> "$FAKE_CALLS"
+echo "aws at $(command -v aws || echo none)" >> "$FAKE_CALLS"
+[[ ${FAKE_TOKEN_EXIT:-0} == 0 ]] || exit "$FAKE_TOKEN_EXIT"
+umask 077
+printf 'access-tokens = github.com=%s\n' "__TOKEN__" > "$6"
+chmod 0400 "$6"
+"""
+
+
+@dataclass
+class Machine:
+    """A fake dev server: fakes on PATH, a system profile, /etc/nixos, root's home, /run."""
+
+    root: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def calls_file(self) -> Path:
+        return self.root / "calls.log"
+
+    @property
+    def record(self) -> Path:
+        return self.root / "record"
+
+    @property
+    def profile(self) -> Path:
+        return self.root / "profiles" / "system"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run" / "devserver"
+
+    @property
+    def home_device(self) -> Path:
+        return self.root / "dev" / "disk" / "by-id" / "nvme-Amazon_Elastic_Block_Store_volfake"
+
+    @property
+    def token_script(self) -> Path:
+        return self.root / "deploy" / "fetch-github-token.sh"
+
+    def calls(self) -> list[str]:
+        return self.calls_file.read_text().splitlines() if self.calls_file.exists() else []
+
+    def apply(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(APPLY_SCRIPT), "--host", "devbox", *args],
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+
+def _executable(path: Path, body: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/bash\nset -euo pipefail\n" + body)
+    path.chmod(0o755)
+
+
+@pytest.fixture
+def machine(tmp_path: Path) -> Machine:
+    m = Machine(tmp_path)
+    for name, body in FAKES.items():
+        _executable(tmp_path / "bin" / name, body)
+    # The token is baked into the fake so no test variable carries it into the environment.
+    _executable(m.token_script, FAKE_TOKEN_SCRIPT.replace("__TOKEN__", FAKE_TOKEN))
+    m.record.mkdir()
+    # Generation 1 is what the machine runs before the deploy.
+    gen1 = m.profile.parent / "system-gen1"
+    _executable(
+        gen1 / "bin" / "switch-to-configuration",
+        'echo "gen1/switch-to-configuration $*" >> "$FAKE_CALLS"\n',
+    )
+    (m.profile.parent / "system-1-link").symlink_to(gen1)
+    m.profile.symlink_to("system-1-link")
+    (tmp_path / "etc" / "nixos").mkdir(parents=True)
+    (tmp_path / "etc" / "nixos" / "flake.nix").write_text("{ outputs = _: { }; }\n")
+    m.home_device.parent.mkdir(parents=True)
+    m.home_device.touch()
+    root_home = tmp_path / "root"
+    (root_home / ".ssh").mkdir(parents=True)
+    (root_home / ".ssh" / "authorized_keys").write_text(DEPLOY_KEY + "\n")
+    m.env = {
+        "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin",
+        "HOME": str(root_home),
+        "LANG": "C.UTF-8",
+        "FAKE_CALLS": str(m.calls_file),
+        "FAKE_RECORD": str(m.record),
+        "FAKE_ETC": str(tmp_path / "etc"),
+        "FAKE_HOME_SOURCE": str(m.home_device),
+        "DEVSERVER_FLAKE_DIR": str(tmp_path / "etc" / "nixos"),
+        "DEVSERVER_SYSTEM_PROFILE": str(m.profile),
+        "DEVSERVER_RUN_DIR": str(m.run_dir),
+        "DEVSERVER_ROOT_HOME": str(root_home),
+        "DEVSERVER_HOME_DEVICE_TIMEOUT": "5",
+        "DEVSERVER_HOME_DEVICE_POLL": "0.1",
+    }
+    return m
+
+
+def full_args(m: Machine) -> list[str]:
+    return ["--home-device", str(m.home_device), "--deploy-public-key", DEPLOY_KEY]
+
+
+def assert_rolled_back(m: Machine, result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 5, result.stderr
+    assert str(m.profile.readlink()) == "system-1-link", "profile must be the recorded generation"
+    calls = m.calls()
+    assert f"nix-env --profile {m.profile} --switch-generation 1" in calls, calls
+    assert "gen1/switch-to-configuration switch" in calls, calls
+    assert "previous generation system-1-link is active again" in result.stderr
+
+
+def test_success_switches_to_the_host_flake_verifies_and_keeps_the_new_generation(
+    machine: Machine,
+) -> None:
+    result = machine.apply(*full_args(machine))
+
+    assert result.returncode == 0, result.stderr
+    calls = machine.calls()
+    flake = machine.env["DEVSERVER_FLAKE_DIR"]
+    assert f"nixos-rebuild switch --flake {flake}#devbox" in calls
+    assert not [c for c in calls if c.startswith("nix-env")], "no rollback on success"
+    assert str(machine.profile.readlink()) == "system-2-link"
+    assert "building the system configuration" in result.stdout, "rebuild output is streamed"
+    assert "[apply-flake] ==> verifying" in result.stderr
+
+
+def test_failed_build_that_left_the_profile_alone_exits_with_its_error_and_no_rollback(
+    machine: Machine,
+) -> None:
+    result = machine.apply(*full_args(machine), **BUILD_FAILS)
+
+    assert result.returncode == 4
+    assert "error: fake activation failure from nixos-rebuild" in result.stderr
+    assert "system-1-link is still active" in result.stderr
+    assert not [c for c in machine.calls() if "nix-env" in c or "switch-to-configuration" in c]
+
+
+def test_failed_activation_that_moved_the_profile_rolls_back_to_the_recorded_generation(
+    machine: Machine,
+) -> None:
+    result = machine.apply(*full_args(machine), FAKE_REBUILD_EXIT="4")
+
+    assert_rolled_back(machine, result)
+    assert "nixos-rebuild switch failed (exit 4)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ({"FAKE_SSHD": "inactive"}, "sshd is not active"),
+        ({"FAKE_HOME_SOURCE": ""}, "/home is not a mount point"),
+        ({"FAKE_HOME_SOURCE": "/dev/nvme0n1p1"}, "not from the home volume"),
+        ({"FAKE_PERMITROOTLOGIN": "no"}, "refuse root logins"),
+        ({"FAKE_PUBKEYAUTH": "no"}, "public key authentication is 'no'"),
+        ({"DEVSERVER_ROOT_HOME": "/nonexistent-root-home"}, "deploy public key is in none"),
+    ],
+    ids=["sshd-down", "no-home", "home-elsewhere", "no-root-login", "no-pubkey", "key-gone"],
+)
+def test_new_system_that_breaks_the_deploy_path_is_rolled_back(
+    machine: Machine, fault: dict[str, str], message: str
+) -> None:
+    result = machine.apply(*full_args(machine), **fault)
+
+    assert_rolled_back(machine, result)
+    assert message in result.stderr
+    assert "failed verification" in result.stderr.strip().splitlines()[-1]
+
+
+def test_deploy_key_is_also_found_in_the_nixos_authorized_keys_dir(machine: Machine) -> None:
+    # NixOS puts users.users.root.openssh.authorizedKeys into /etc/ssh/authorized_keys.d/%u.
+    keys_dir = Path(machine.env["FAKE_ETC"]) / "ssh" / "authorized_keys.d"
+    keys_dir.mkdir(parents=True)
+    (keys_dir / "root").write_text(DEPLOY_KEY + "\n")
+
+    result = machine.apply(*full_args(machine), DEVSERVER_ROOT_HOME="/nonexistent-root-home")
+
+    assert result.returncode == 0, result.stderr
+    assert f"deploy key found in {keys_dir / 'root'}" in result.stderr
+
+
+def test_home_device_that_never_appears_stops_before_any_rebuild(machine: Machine) -> None:
+    machine.home_device.unlink()
+    started = time.monotonic()
+
+    result = machine.apply(*full_args(machine), DEVSERVER_HOME_DEVICE_TIMEOUT="2")
+
+    assert result.returncode == 2
+    elapsed = time.monotonic() - started
+    # bash's SECONDS ticks in whole seconds: a 2 s timeout waits between 1 and 2 s.
+    assert 1 <= elapsed < 3.5, f"waited {elapsed:.1f}s for a 2s timeout"
+    assert f"home volume device {machine.home_device} did not appear within 2s" in result.stderr
+    assert not [c for c in machine.calls() if c.startswith("nixos-rebuild")]
+
+
+def test_home_device_that_appears_late_is_waited_for(machine: Machine) -> None:
+    machine.home_device.unlink()
+    timer = threading.Timer(1.0, machine.home_device.touch)
+    timer.start()
+    try:
+        result = machine.apply(*full_args(machine))
+    finally:
+        timer.cancel()
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_secret_is_fetched_and_reaches_nix_only_through_a_root_only_conf_file(
+    machine: Machine,
+) -> None:
+    result = machine.apply(
+        *full_args(machine),
+        "--secret-id",
+        SECRET_ARN,
+        "--region",
+        REGION,
+        "--token-script",
+        str(machine.token_script),
+    )
+
+    assert result.returncode == 0, result.stderr
+    token_file = machine.run_dir / "nix-access-tokens.conf"
+    deploy_conf = machine.run_dir / "nix-deploy.conf"
+    assert (
+        f"token-script --secret-id {SECRET_ARN} --region {REGION} --output {token_file}"
+        in machine.calls()
+    )
+    assert (machine.record / "NIX_USER_CONF_FILES").read_text().strip() == str(deploy_conf)
+    assert (machine.record / "deploy.conf").read_text() == (
+        f"experimental-features = nix-command flakes\n!include {token_file}\n"
+    )
+    assert (machine.record / "deploy.conf.mode").read_text().strip() == "400"
+    assert FAKE_TOKEN not in (machine.record / "rebuild.argv").read_text()
+    assert FAKE_TOKEN not in (machine.record / "rebuild.env").read_text()
+    assert FAKE_TOKEN not in result.stdout + result.stderr
+    assert not deploy_conf.exists(), "the deploy conf is removed on exit"
+    assert token_file.read_text() == f"access-tokens = github.com={FAKE_TOKEN}\n"
+
+
+def test_failed_token_fetch_stops_before_any_rebuild(machine: Machine) -> None:
+    result = machine.apply(
+        *full_args(machine),
+        *("--secret-id", SECRET_ARN, "--region", REGION),
+        *("--token-script", str(machine.token_script)),
+        FAKE_TOKEN_EXIT="1",
+    )
+
+    assert result.returncode == 3
+    assert f"could not fetch the GitHub token from {SECRET_ARN}" in result.stderr
+    assert not [c for c in machine.calls() if c.startswith("nixos-rebuild")]
+
+
+def test_deploy_conf_is_removed_even_when_the_rebuild_fails(machine: Machine) -> None:
+    result = machine.apply(*full_args(machine), **BUILD_FAILS)
+
+    assert result.returncode == 4
+    assert (machine.record / "deploy.conf").exists(), "the rebuild saw the conf"
+    assert list(machine.run_dir.iterdir()) == []
+
+
+def test_missing_aws_cli_is_taken_from_nixpkgs_for_the_token_fetch(machine: Machine) -> None:
+    if shutil.which("aws", path="/usr/bin:/bin"):
+        pytest.skip("an aws CLI in /usr/bin or /bin would be found before the nixpkgs one")
+    (machine.root / "bin" / "aws").unlink()
+    _executable(machine.root / "bin" / "nix", FAKE_NIX_BUILDING_AWSCLI)
+    awscli = machine.root / "nix" / "store" / "fake-awscli2"
+    _executable(awscli / "bin" / "aws", "exit 0\n")
+
+    result = machine.apply(
+        *full_args(machine),
+        *("--secret-id", SECRET_ARN, "--region", REGION),
+        *("--token-script", str(machine.token_script)),
+        FAKE_AWSCLI_OUT=str(awscli),
+    )
+
+    assert result.returncode == 0, result.stderr
+    calls = machine.calls()
+    assert "nix build --no-link --print-out-paths nixpkgs#awscli2" in calls
+    assert f"aws at {awscli / 'bin' / 'aws'}" in calls
+
+
+@pytest.mark.skipif(shutil.which("nix") is None, reason="needs a real `nix` (Debian nix-bin)")
+def test_real_nix_sees_flakes_and_the_token_fetched_from_secrets_manager(
+    machine: Machine, moto_server: MotoServer, tmp_path: Path
+) -> None:
+    # End to end: the real fetch script reads moto through IMDS; real Nix reads the deploy conf.
+    (machine.root / "bin" / "aws").unlink()
+    arn = moto_server.create_secret(FAKE_TOKEN)
+    aws = clean_aws_env(tmp_path / "aws-home", moto_server.url, moto_server.url)
+    nix_dir = Path(shutil.which("nix") or "").parent
+    env = {
+        **aws,
+        "PATH": f"{tmp_path / 'bin'}:{aws['PATH']}:{nix_dir}",
+        "HOME": machine.env["HOME"],
+        "DEVSERVER_TOKEN_ATTEMPTS": "2",
+        "DEVSERVER_TOKEN_BACKOFF_SECONDS": "0",
+        "FAKE_RUN_REAL_NIX": "1",
+    }
+
+    result = machine.apply(
+        *full_args(machine),
+        *("--secret-id", arn, "--region", REGION, "--token-script", str(FETCH_SCRIPT)),
+        **env,
+    )
+
+    assert result.returncode == 0, result.stderr
+    settings = dict(
+        line.split(" = ", 1)
+        for line in (machine.record / "nix-show-config").read_text().splitlines()
+        if " = " in line
+    )
+    assert settings["access-tokens"] == f"github.com={FAKE_TOKEN}"
+    assert {"flakes", "nix-command"} <= set(settings["experimental-features"].split())
+    assert FAKE_TOKEN not in result.stdout + result.stderr
+    token_file = machine.run_dir / "nix-access-tokens.conf"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o400
+
+
+def test_scripts_pass_shellcheck() -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    result = subprocess.run(
+        ["shellcheck", "--shell=bash", str(APPLY_SCRIPT), str(FETCH_SCRIPT)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout
