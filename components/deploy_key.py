@@ -39,9 +39,9 @@ class DeployKey(pulumi.ComponentResource):
             public_key = generated.public_key_openssh
         else:
             private_key = args.private_key
-            public_key = tls.get_public_key_output(
-                private_key_openssh=private_key
-            ).public_key_openssh
+            derived = tls.get_public_key_output(private_key_openssh=private_key)
+            # Derived from a secret, so Pulumi marks it secret; a public key is not.
+            public_key = pulumi.Output.unsecret(derived.public_key_openssh)
         key_pair = aws.ec2.KeyPair(
             f"{name}-deploy",
             public_key=public_key.apply(str.strip),

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import pulumi
 
 from components.deploy_key import DeployKey, DeployKeyArgs
+from components.flake_deployment import FlakeDeployment, FlakeDeploymentArgs
 from components.home_volume import HomeVolume, HomeVolumeArgs
+from components.host_flake import HostFlake
 from components.image import resolve_image
 from components.instance_role import InstanceRole, InstanceRoleArgs
 from components.lookups import AwsLookups, Image
@@ -31,6 +33,8 @@ CONTRACT_OUTPUTS = (
     "githubTokenSecretArn",
     "securityGroupId",
 )
+# Outputs beyond the contract, also stable: the pinned SSH host key (for known_hosts).
+EXTRA_OUTPUTS = ("sshHostKey",)
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ class DevServer(pulumi.ComponentResource):
     """The machine (its instance and home attachment are what later steps depend on)."""
     deploy_key: DeployKey | None
     """The key the flake deployment connects with (None when deployment is off)."""
+    deployment: FlakeDeployment | None
+    """The flake deployment (None when it is off or the machine is meant to be stopped)."""
 
     def __init__(
         self, name: str, args: DevServerArgs, opts: pulumi.ResourceOptions | None = None
@@ -131,6 +137,41 @@ class DevServer(pulumi.ComponentResource):
             here,
         )
 
+        self.deployment = None
+        if self.deploy_key is not None and s.running:
+            token_arn: pulumi.Output[str | None] = (
+                secret.arn if secret else pulumi.Output.from_input(None)
+            )
+            host_flake = pulumi.Output.all(home.device_path, token_arn).apply(
+                lambda values: HostFlake(
+                    sharedFlake=s.flake,
+                    hostName=s.host_name,
+                    system=s.machine.nix_system,
+                    user=s.user,
+                    fullName=s.full_name,
+                    email=s.email,
+                    githubUser=s.github_user,
+                    homeDevice=values[0],
+                    region=s.region,
+                    tokenSecretArn=values[1],
+                    idleStopMinutes=s.idle_stop_minutes,
+                    # The release the machine was first installed from (see the README).
+                    stateVersion=s.image.nixos_release,
+                )
+            )
+            self.deployment = FlakeDeployment(
+                name,
+                FlakeDeploymentArgs(
+                    host=self.machine.public_ip,
+                    instance_id=self.machine.instance_id,
+                    private_key=self.deploy_key.private_key,
+                    deploy_public_key=self.deploy_key.public_key,
+                    host_flake=host_flake,
+                    depends_on=[self.machine.instance, self.machine.home_attachment],
+                ),
+                here,
+            )
+
         self.instance_id = self.machine.instance_id
         self.public_ip = self.machine.public_ip
         self.public_dns = self.machine.public_dns
@@ -158,5 +199,7 @@ class DevServer(pulumi.ComponentResource):
             "githubTokenSecretArn": self.github_token_secret_arn,
             "securityGroupId": self.security_group_id,
         }
-        assert tuple(values) == CONTRACT_OUTPUTS
+        values["sshHostKey"] = (
+            self.deployment.host_key if self.deployment else pulumi.Output.from_input(None)
+        )
         return values

@@ -187,14 +187,20 @@ class _Source(Protocol):
 
 
 class _ConfigSource:
-    """Top-level stack config (`devserver:<key>`)."""
+    """Top-level stack config (`devserver:<key>`).
+
+    The CLI requires every key Pulumi.yaml declares without a default, so optional keys are
+    declared with an "unset" default: "" (or [] for lists, 0 for preset sizes) reads as unset.
+    """
 
     def __init__(self, config: pulumi.Config) -> None:
         self._config = config
 
     def get(self, key: str) -> tuple[Any, str] | None:
         value = self._config.get(key)
-        return None if value is None else (value, f"{NAMESPACE}:{key}")
+        if value is None or value in ("", "[]") or (key in PRESET_SIZE_KEYS and value == "0"):
+            return None
+        return value, f"{NAMESPACE}:{key}"
 
 
 class _DictSource:
@@ -344,6 +350,8 @@ STACK_KEYS = (
 )
 KNOWN_KEYS = frozenset(SERVER_KEYS) - {"name"} | frozenset(STACK_KEYS)
 MACHINE_KEYS = ("arch", "spot", "instanceType", "rootVolumeGiB", "homeVolumeGiB")
+# Declared in Pulumi.yaml with default 0, meaning "the preset's size".
+PRESET_SIZE_KEYS = ("rootVolumeGiB", "homeVolumeGiB")
 
 
 def available_presets() -> list[str]:
@@ -559,7 +567,7 @@ class _Shared:
 def _secret(config: pulumi.Config, key: str, errors: list[str]) -> pulumi.Output[str] | None:
     """A secret key; set in plaintext it is refused, so the user's token never sits in a file."""
     full = f"{NAMESPACE}:{key}"
-    if pulumi.runtime.get_config(full) is None:
+    if not pulumi.runtime.get_config(full):
         return None
     if not pulumi.runtime.is_config_secret(full):
         errors.append(

@@ -8,6 +8,7 @@ secret markers kept), resource options and parents, invokes, and the resolved st
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import runpy
@@ -169,6 +170,81 @@ class FakeAws(pulumi.runtime.Mocks):
             return {
                 "publicKeyOpenssh": "ssh-ed25519 AAAAFAKEPUBLICKEYFROMCONFIG devserver-deploy\n"
             }
+        if token == "aws:pricing/getProduct:getProduct":
+            f = {x["field"]: x["value"] for x in a.get("filters") or []}
+            # Price List answers for eu-west-1 in USD: Linux instances per hour, gp3 per GB-month.
+            on_demand = {
+                "m7i.xlarge": "0.2226000000",
+                "m7i.2xlarge": "0.4452000000",
+                "m7g.xlarge": "0.1785000000",
+                "c7g.2xlarge": "0.3152000000",
+                "m7i-flex.xlarge": "0.2115000000",
+            }
+            exact = {
+                "operatingSystem": "Linux",
+                "tenancy": "Shared",
+                "preInstalledSw": "NA",
+                "capacitystatus": "Used",
+            }
+            if a.get("serviceCode") != "AmazonEC2" or f.get("regionCode") != REGION:
+                raise AwsError("Pricing product query did not return any elements")
+            if f.get("productFamily") == "Storage" and f.get("volumeApiName") == "gp3":
+                family, sku, unit, usd = "Storage", "GP3STORAGE0001", "GB-Mo", "0.0880000000"
+            elif "instanceType" in f and any(k not in f for k in exact):
+                # Linux, RHEL, Windows, dedicated, reserved capacity ... all match a loose query.
+                raise AwsError("Pricing product query not precise enough. Returned 8 elements")
+            elif f.get("instanceType") in on_demand and all(f[k] == v for k, v in exact.items()):
+                family, unit, usd = "Compute Instance", "Hrs", on_demand[f["instanceType"]]
+                sku = f"SKU{_hex(f['instanceType'], 12).upper()}"
+            else:
+                raise AwsError("Pricing product query did not return any elements")
+            term = f"{sku}.JRTCKXETXF"
+            return {
+                "result": json.dumps(
+                    {
+                        "product": {"productFamily": family, "attributes": f, "sku": sku},
+                        "serviceCode": "AmazonEC2",
+                        "terms": {
+                            "OnDemand": {
+                                term: {
+                                    "offerTermCode": "JRTCKXETXF",
+                                    "sku": sku,
+                                    "effectiveDate": "2026-05-01T00:00:00Z",
+                                    "priceDimensions": {
+                                        f"{term}.6YS6EN2CT7": {
+                                            "rateCode": f"{term}.6YS6EN2CT7",
+                                            "unit": unit,
+                                            "beginRange": "0",
+                                            "endRange": "Inf",
+                                            "pricePerUnit": {"USD": usd},
+                                            "appliesTo": [],
+                                        }
+                                    },
+                                    "termAttributes": {},
+                                }
+                            }
+                        },
+                        "version": "20260501000000",
+                        "publicationDate": "2026-05-01T00:00:00Z",
+                    }
+                )
+            }
+        if token == "aws:ec2/getSpotPrice:getSpotPrice":
+            # Latest Linux/UNIX spot prices per hour, the same in every zone that offers the type.
+            spot = {"m7i.xlarge": "0.0817", "m7g.xlarge": "0.0664", "c7g.2xlarge": "0.1203"}
+            name, zone = a.get("instanceType"), a.get("availabilityZone")
+            if (
+                _filters(a).get("product-description") != ["Linux/UNIX"]
+                or name not in spot
+                or zone not in OFFERINGS.get(name, [])
+            ):
+                raise AwsError("no Spot Price History found matching criteria")
+            return {
+                "spotPrice": spot[name],
+                "spotPriceTimestamp": "2026-05-01T11:04:00Z",
+                "instanceType": name,
+                "availabilityZone": zone,
+            }
         raise AwsError(f"the fake AWS has no answer for {token}")
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
@@ -209,6 +285,14 @@ class FakeAws(pulumi.runtime.Mocks):
             state = {
                 "privateKeyOpenssh": f"fake-openssh-private-key-for-tests-{name}",
                 "publicKeyOpenssh": f"ssh-ed25519 AAAAFAKE{_hex(name, 12)} {name}\n",
+            }
+        elif t == "command:remote:Command":
+            # What the machine would print: the host-key step prints the key it reads.
+            state = {
+                "stdout": f"ssh-ed25519 AAAAFAKEHOSTKEY{_hex(name, 8)} root@devserver\n"
+                if name.endswith("-host-key")
+                else "",
+                "stderr": "",
             }
         self.resources.append(Registered(t, name, inputs, state))
         return rid, {**inputs, **state}
@@ -312,8 +396,33 @@ def run_program(
 
 def reset_runtime() -> None:
     """Forget config and the root stack, so one test's program never leaks into the next."""
+    # pytest-asyncio closes the loop after an async test; Pulumi's sync helpers need a current one.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     runtime_config.set_all_config({}, [])
     settings.set_root_resource(None)  # type: ignore[arg-type]
+
+
+def reveal(value: Any) -> Any:
+    """The value with Pulumi's secret wrappers taken off (for asserting on what is inside)."""
+    if isinstance(value, dict):
+        if SECRET_SIG in value:
+            return reveal(value["value"])
+        return {k: reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v) for v in value]
+    return value
+
+
+def comparable(value: Any) -> str:
+    """Inputs as canonical JSON: assets by their content or path, so two runs compare equal."""
+
+    def default(o: Any) -> Any:
+        for attribute in ("text", "path", "uri"):
+            if getattr(o, attribute, None) is not None:
+                return {type(o).__name__: getattr(o, attribute)}
+        raise TypeError(f"cannot compare {o!r}")
+
+    return json.dumps(value, sort_keys=True, default=default)
 
 
 def walk_strings(value: Any, secret: bool = False) -> list[tuple[str, bool]]:

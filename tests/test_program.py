@@ -22,6 +22,8 @@ DOCUMENTED_OUTPUTS = {
     "availabilityZone", "homeVolumeId", "instanceRoleArn", "githubTokenSecretArn",
     "securityGroupId",
 }  # fmt: skip
+# Added beyond the contract (also stable once released).
+EXTRA_OUTPUTS = {"sshHostKey"}
 
 
 @pytest.mark.parametrize(
@@ -79,8 +81,8 @@ def test_stack_keys_override_the_preset(program: Run) -> None:
 
 def test_exports_exactly_the_documented_outputs(program: Run) -> None:
     run = program()
-    assert set(run.outputs) == DOCUMENTED_OUTPUTS | {"servers"}
-    assert set(run.outputs["servers"]["devserver"]) == DOCUMENTED_OUTPUTS
+    assert set(run.outputs) == DOCUMENTED_OUTPUTS | EXTRA_OUTPUTS | {"servers"}
+    assert set(run.outputs["servers"]["devserver"]) == DOCUMENTED_OUTPUTS | EXTRA_OUTPUTS
     assert run.outputs["sshCommand"] == f"ssh alice@{run.outputs['publicDns']}"
     assert run.outputs["user"] == "alice"
     assert run.outputs["availabilityZone"] == "eu-west-1a"

@@ -25,9 +25,18 @@ def test_every_key_the_program_reads_is_declared_with_type_and_description() -> 
         assert len(spec.get("description", "")) > 20, f"{key} needs a description"
 
 
-def test_declared_defaults_are_the_code_defaults() -> None:
+def test_only_the_required_keys_lack_a_default() -> None:
+    # The CLI refuses to run a stack that misses a declared key without a default.
+    required = {key for key, spec in DECLARED.items() if "default" not in spec}
+    assert required == {"user", "githubUser", "flake", "sshAllowedCidrs"}
+
+
+def test_declared_defaults_are_the_code_defaults_or_mean_unset() -> None:
     defaults = {key: spec["default"] for key, spec in DECLARED.items() if "default" in spec}
-    assert defaults == {
+    meaningful = {
+        k: v for k, v in defaults.items() if v not in ("", [], 0) or k == "idleStopMinutes"
+    }
+    assert meaningful == {
         "preset": settings.DEFAULT_PRESET,
         "nixosRelease": settings.DEFAULT_NIXOS_RELEASE,
         "homeVolumeProtect": True,
@@ -37,10 +46,17 @@ def test_declared_defaults_are_the_code_defaults() -> None:
         "snapshots": True,
         "snapshotRetentionDays": 7,
     }
+    assert {k for k, v in defaults.items() if v == 0} == {
+        *settings.PRESET_SIZE_KEYS,
+        "idleStopMinutes",
+    }
 
 
 def test_secret_keys_are_declared_secret() -> None:
-    assert {k for k, spec in DECLARED.items() if spec.get("secret")} == {"githubToken", "deployPrivateKey"}
+    assert {k for k, spec in DECLARED.items() if spec.get("secret")} == {
+        "githubToken",
+        "deployPrivateKey",
+    }
 
 
 def test_example_stack_holds_no_secret() -> None:

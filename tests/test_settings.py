@@ -68,9 +68,9 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], str]] = [
         "devserver:homeVolumeGiB must be a whole number from 10 to 16384, got '5'",
     ),
     (
-        "root zero",
-        {"devserver:rootVolumeGiB": 0},
-        "devserver:rootVolumeGiB must be a whole number from 20 to 16384, got '0'",
+        "root too small",
+        {"devserver:rootVolumeGiB": 10},
+        "devserver:rootVolumeGiB must be a whole number from 20 to 16384, got '10'",
     ),
     (
         "root bool",
@@ -131,7 +131,7 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], str]] = [
     (
         "cidr empty",
         {"devserver:sshAllowedCidrs": []},
-        "devserver:sshAllowedCidrs must be a non-empty list of CIDRs",
+        "devserver:sshAllowedCidrs is required",
     ),
     (
         "flake quote",

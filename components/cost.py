@@ -1,0 +1,193 @@
+"""What a dev server costs, estimated from AWS's own price data: instance hours plus gp3 storage.
+
+`estimate` is pure arithmetic over a `Prices` source; `PriceList` is that source in production,
+asking the AWS Price List API (on-demand, gp3) and EC2's spot price history (spot).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pulumi
+import pulumi_aws as aws
+
+from components.settings import MachineSpec
+
+# AWS's own convention for turning hourly prices into monthly ones (365 * 24 / 12).
+HOURS_PER_MONTH = 730
+# The Price List API answers only in us-east-1, eu-central-1 and ap-south-1; prices for every
+# region come from any of them.
+PRICE_LIST_REGION = "us-east-1"
+EXCLUDES = (
+    "data transfer, snapshots, IOPS/throughput above the gp3 baseline, public IPv4 address, taxes"
+)
+
+
+class PriceLookupError(pulumi.RunError):
+    """AWS has no price for what was asked; the message names the instance type and region."""
+
+
+class Prices(Protocol):
+    """Where estimates get prices from (AWS in production, a table in tests)."""
+
+    def on_demand_hourly(self, instance_type: str, region: str) -> float: ...
+
+    def spot_hourly(self, instance_type: str, availability_zone: str) -> float: ...
+
+    def gp3_gb_month(self, region: str) -> float: ...
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """An estimate, in USD: what the machine costs per hour and per month, and what that covers."""
+
+    hourly_usd: float
+    monthly_usd: float
+    compute_hourly_usd: float
+    storage_monthly_usd: float
+    basis: str
+
+    def as_output(self) -> dict[str, Any]:
+        """The estimate as a stack output, labelled as one."""
+        return {
+            "estimate": True,
+            "currency": "USD",
+            "hourly": round(self.hourly_usd, 4),
+            "monthly": round(self.monthly_usd, 2),
+            "basis": self.basis,
+        }
+
+
+def estimate(
+    spec: MachineSpec, region: str, availability_zone: str, prices: Prices
+) -> CostEstimate:
+    """Compute (on-demand list price or current spot price) plus root and home gp3 storage."""
+    if spec.spot:
+        compute = prices.spot_hourly(spec.instance_type, availability_zone)
+        compute_basis = f"current spot price of {spec.instance_type} in {availability_zone}"
+        if spec.spot_max_price is not None and float(spec.spot_max_price) < compute:
+            # The machine never pays more than its max price (it is stopped instead).
+            compute = float(spec.spot_max_price)
+            compute_basis += f", capped at the max price ${spec.spot_max_price}/h"
+    else:
+        compute = prices.on_demand_hourly(spec.instance_type, region)
+        compute_basis = f"on-demand list price of {spec.instance_type} (Linux) in {region}"
+    gib = spec.root_volume_gib + spec.home_volume_gib
+    gb_month = prices.gp3_gb_month(region)
+    storage_monthly = gib * gb_month
+    hourly = compute + storage_monthly / HOURS_PER_MONTH
+    basis = (
+        f"estimate: {compute_basis} (${compute:.4f}/h) + gp3 storage for root and home "
+        f"({spec.root_volume_gib} + {spec.home_volume_gib} GiB at ${gb_month:.4f}/GB-month), "
+        f"{HOURS_PER_MONTH} h/month; excludes {EXCLUDES}"
+    )
+    return CostEstimate(
+        hourly_usd=hourly,
+        monthly_usd=hourly * HOURS_PER_MONTH,
+        compute_hourly_usd=compute,
+        storage_monthly_usd=storage_monthly,
+        basis=basis,
+    )
+
+
+def _usd_prices(result: str, unit: str) -> Iterator[float]:
+    """The USD prices per `unit` in one Price List product's on-demand terms."""
+    product = json.loads(result)
+    for term in product.get("terms", {}).get("OnDemand", {}).values():
+        for dimension in term.get("priceDimensions", {}).values():
+            usd = dimension.get("pricePerUnit", {}).get("USD")
+            if dimension.get("unit") == unit and usd is not None:
+                yield float(usd)
+
+
+class PriceList:
+    """AWS price data behind a small typed surface; each distinct question is asked once."""
+
+    def __init__(self, price_list_region: str = PRICE_LIST_REGION) -> None:
+        self._price_list_region = price_list_region
+
+    @functools.cached_property
+    def _price_list_opts(self) -> pulumi.InvokeOptions:
+        # `get_product` has no per-call region (the provider marks the Price List API as global),
+        # so it needs a provider in a region that serves it. Made on first use, that is after
+        # the settings are validated; a provider creates nothing in AWS.
+        provider = aws.Provider(
+            f"price-list-{self._price_list_region}",
+            region=self._price_list_region,
+            # The same named profile as the default provider, when the stack uses one.
+            profile=pulumi.Config("aws").get("profile"),
+        )
+        return pulumi.InvokeOptions(provider=provider)
+
+    def _product(self, what: str, region: str, filters: dict[str, str], unit: str) -> float:
+        try:
+            result = aws.pricing.get_product(
+                service_code="AmazonEC2",
+                filters=[
+                    aws.pricing.GetProductFilterArgs(field=k, value=v) for k, v in filters.items()
+                ],
+                opts=self._price_list_opts,
+            ).result
+        except Exception as err:
+            raise PriceLookupError(
+                f"the AWS Price List has no single on-demand price for {what} in {region} ({err})"
+            ) from err
+        found = list(_usd_prices(result, unit))
+        if not found:
+            raise PriceLookupError(
+                f"the AWS Price List entry for {what} in {region} has no USD price per {unit}"
+            )
+        return found[0]
+
+    @functools.cache  # noqa: B019 - one price list per program run; the cache dies with it
+    def on_demand_hourly(self, instance_type: str, region: str) -> float:
+        """The on-demand list price per hour of a Linux instance with shared tenancy."""
+        return self._product(
+            f"the instance type {instance_type}",
+            region,
+            {
+                "instanceType": instance_type,
+                "regionCode": region,
+                "operatingSystem": "Linux",
+                "tenancy": "Shared",
+                "preInstalledSw": "NA",
+                "licenseModel": "No License required",
+                # "Used" is the ordinary on-demand price (not a capacity reservation's).
+                "capacitystatus": "Used",
+            },
+            "Hrs",
+        )
+
+    @functools.cache  # noqa: B019
+    def spot_hourly(self, instance_type: str, availability_zone: str) -> float:
+        """The latest spot price per hour of a Linux instance in one availability zone."""
+        try:
+            price = aws.ec2.get_spot_price(
+                instance_type=instance_type,
+                availability_zone=availability_zone,
+                filters=[
+                    aws.ec2.GetSpotPriceFilterArgs(
+                        name="product-description", values=["Linux/UNIX"]
+                    )
+                ],
+            ).spot_price
+            return float(price)
+        except Exception as err:
+            raise PriceLookupError(
+                f"EC2 has no spot price for the instance type {instance_type} "
+                f"in {availability_zone} ({err})"
+            ) from err
+
+    @functools.cache  # noqa: B019
+    def gp3_gb_month(self, region: str) -> float:
+        """The gp3 storage price per GB-month (baseline IOPS and throughput are included)."""
+        return self._product(
+            "gp3 storage",
+            region,
+            {"productFamily": "Storage", "volumeApiName": "gp3", "regionCode": region},
+            "GB-Mo",
+        )

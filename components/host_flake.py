@@ -1,0 +1,54 @@
+"""Renders /etc/nixos/flake.nix for one machine from the template in nix/templates/host/."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "nix" / "templates" / "host" / "flake.nix"
+PLACEHOLDER = re.compile(r'"@([A-Za-z]+)@"')
+
+
+def nix_string(text: str) -> str:
+    """A Nix string literal holding exactly `text` (no interpolation, no escapes left open)."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")
+    return '"' + escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t") + '"'
+
+
+@dataclass(frozen=True)
+class HostFlake:
+    """The values the host flake sets; names match the template's placeholders."""
+
+    sharedFlake: str
+    hostName: str
+    system: str
+    user: str
+    fullName: str
+    email: str
+    githubUser: str
+    homeDevice: str
+    region: str
+    tokenSecretArn: str | None
+    idleStopMinutes: int
+    stateVersion: str
+
+    def render(self, template: str | None = None) -> str:
+        """The flake text: every quoted placeholder replaced by a Nix value, each exactly once."""
+        text = TEMPLATE.read_text(encoding="utf-8") if template is None else template
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        found = PLACEHOLDER.findall(text)
+        if sorted(found) != sorted(values):
+            raise ValueError(
+                f"{TEMPLATE} has placeholders {sorted(found)}, expected {sorted(values)}"
+            )
+
+        def nix_value(match: re.Match[str]) -> str:
+            value = values[match.group(1)]
+            if value is None:
+                return "null"
+            if isinstance(value, bool) or not isinstance(value, int | str):
+                raise TypeError(f"{match.group(1)} must be a string, an integer or None")
+            return str(value) if isinstance(value, int) else nix_string(value)
+
+        return PLACEHOLDER.sub(nix_value, text)
