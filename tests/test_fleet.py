@@ -1,0 +1,125 @@
+"""A team fleet in one stack: `devserver:servers`, each entry its own server; top-level keys are defaults."""
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from components.settings import SettingsError
+from tests.program import ProgramRun
+
+Run = Callable[..., ProgramRun]
+ALICE = {"name": "alice", "user": "alice", "githubUser": "alice-example"}
+BOB = {
+    "name": "bob",
+    "user": "bob",
+    "githubUser": "bob-example",
+    "preset": "graviton-spot",
+    "homeVolumeGiB": 300,
+}
+
+
+def fleet(*servers: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    return {"devserver:servers": list(servers), **overrides}
+
+
+def test_each_server_gets_its_own_machine_home_volume_and_role(program: Run) -> None:
+    run = program(fleet(ALICE, BOB))
+    instances = {r.name: r for r in run.of_type("aws:ec2/instance:Instance")}
+    assert set(instances) == {"alice-x86_64", "bob-aarch64"}
+    volumes = {r.name: r.inputs["size"] for r in run.of_type("aws:ebs/volume:Volume")}
+    assert volumes == {"alice-home": 100, "bob-home": 300}
+    assert {r.name for r in run.of_type("aws:iam/role:Role")} == {"alice-role", "bob-role"}
+    assert (
+        instances["bob-aarch64"].inputs["instanceMarketOptions"]["spotOptions"]["spotInstanceType"]
+        == "persistent"
+    )
+    owners = {r.name: r.inputs["tags"]["devserver:owner"] for r in instances.values()}
+    assert owners == {"alice-x86_64": "alice", "bob-aarch64": "bob"}
+
+
+def test_top_level_keys_are_the_defaults_for_every_entry(program: Run) -> None:
+    run = program(fleet(ALICE, BOB, **{"devserver:rootVolumeGiB": 64}))
+    for instance in run.of_type("aws:ec2/instance:Instance"):
+        assert instance.inputs["rootBlockDevice"]["volumeSize"] == 64, instance.name
+    rules = run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    assert {r.name.split("-ssh-")[0] for r in rules} == {"alice", "bob"}
+
+
+def test_outputs_map_each_server_to_the_per_server_contract(program: Run) -> None:
+    run = program(fleet(ALICE, BOB))
+    assert set(run.outputs) == {"servers"}, "a fleet has no single-server outputs"
+    assert set(run.outputs["servers"]) == {"alice", "bob"}
+    bob = run.outputs["servers"]["bob"]
+    assert bob["user"] == "bob" and bob["arch"] == "aarch64"
+    assert bob["sshCommand"].startswith("ssh bob@")
+    assert set(bob) == set(run.outputs["servers"]["alice"])
+
+
+def test_each_server_renders_its_own_host_flake(program: Run) -> None:
+    run = program(fleet(ALICE, BOB))
+    flakes = {
+        r.name: r.inputs["source"].text
+        for r in run.of_type("command:remote:CopyToRemote")
+        if r.name.endswith("-host-flake")
+    }
+    assert 'hostName = "bob";' in flakes["bob-host-flake"]
+    assert 'nixpkgs.hostPlatform = "aarch64-linux";' in flakes["bob-host-flake"]
+    assert 'name = "alice";' in flakes["alice-host-flake"]
+
+
+@pytest.mark.parametrize(
+    ("servers", "message"),
+    [
+        (
+            [ALICE, {**BOB, "name": "alice"}],
+            "devserver:servers[1].name 'alice' is already used by devserver:servers[0]",
+        ),
+        (
+            [ALICE, {**BOB, "user": "alice"}],
+            "devserver:servers[1].user 'alice' is already used by devserver:servers[0]",
+        ),
+        (
+            [ALICE, {**BOB, "hostName": "alice"}],
+            "devserver:servers[1].hostName 'alice' is already used",
+        ),
+        (
+            [ALICE, {**BOB, "arch": "sparc"}],
+            "devserver:servers[1].arch must be x86_64 or aarch64, got 'sparc'",
+        ),
+        (
+            [ALICE, {**BOB, "instanceType": "m7i.xlarge"}],
+            "devserver:servers[1].instanceType 'm7i.xlarge' runs x86_64",
+        ),
+        ([ALICE, {**BOB, "colour": "blue"}], "devserver:servers[1] has unknown keys colour"),
+        ([ALICE, "bob"], "devserver:servers[1] must be an object"),
+        ([{**ALICE, "name": "Alice!"}], "devserver:servers[0].name must be a server name"),
+        (
+            [{k: v for k, v in BOB.items() if k != "name"}],
+            "devserver:servers[0].name must be a server name",
+        ),
+    ],
+    ids=[
+        "duplicate name",
+        "duplicate user",
+        "duplicate host",
+        "bad arch",
+        "wrong arch type",
+        "unknown key",
+        "not an object",
+        "bad name",
+        "no name",
+    ],
+)
+def test_bad_entries_are_named_and_nothing_is_registered(
+    program: Run, servers: list[Any], message: str
+) -> None:
+    run = program(fleet(*servers), raise_errors=False)
+    assert isinstance(run.error, SettingsError), run.error
+    assert message in str(run.error), str(run.error)
+    assert run.resources == []
+
+
+def test_an_entry_without_a_user_inherits_the_top_level_one(program: Run) -> None:
+    run = program(fleet({"name": "solo", "githubUser": "solo-gh"}))
+    assert run.outputs["servers"]["solo"]["user"] == "alice"
