@@ -63,3 +63,14 @@ def test_example_stack_holds_no_secret() -> None:
     config = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
     assert not {"devserver:githubToken", "devserver:deployPrivateKey"} & set(config)
     assert not [k for k, v in config.items() if isinstance(v, dict) and "secure" in v]
+
+
+def test_readme_documents_every_key_and_output() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for key in DECLARED:
+        assert f"`devserver:{key}`" in readme, f"README.md does not document devserver:{key}"
+    from components.devserver import CONTRACT_OUTPUTS, EXTRA_OUTPUTS
+
+    for output in (*CONTRACT_OUTPUTS, *EXTRA_OUTPUTS):
+        assert f"`{output}`" in readme, f"README.md does not document the output {output}"
+    assert "./scripts/up dev" in readme and "./scripts/test" in readme
