@@ -116,31 +116,22 @@ class FlakeDeployment(pulumi.ComponentResource):
         )
         after_prepare = pulumi.ResourceOptions(parent=self, depends_on=[prepare])
         self.rendered_flake = args.host_flake.apply(lambda flake: flake.render())
+        # What goes where: the host flake, and the two scripts side by side (apply finds fetch).
+        files: dict[str, tuple[pulumi.Input[pulumi.Asset], str]] = {
+            "host-flake": (self.rendered_flake.apply(pulumi.StringAsset), "/etc/nixos/flake.nix"),
+            "apply-script": (pulumi.FileAsset(APPLY_SCRIPT), f"{REMOTE_DIR}/apply-flake.sh"),
+            "token-script": (pulumi.FileAsset(FETCH_SCRIPT), f"{REMOTE_DIR}/fetch-github-token.sh"),
+        }
         copies = [
             remote.CopyToRemote(
-                f"{name}-host-flake",
+                f"{name}-{role}",
                 connection=pinned,
-                source=self.rendered_flake.apply(pulumi.StringAsset),
-                remote_path="/etc/nixos/flake.nix",
+                source=source,
+                remote_path=remote_path,
                 triggers=[args.instance_id],
                 opts=after_prepare,
-            ),
-            remote.CopyToRemote(
-                f"{name}-apply-script",
-                connection=pinned,
-                source=pulumi.FileAsset(APPLY_SCRIPT),
-                remote_path=f"{REMOTE_DIR}/apply-flake.sh",
-                triggers=[args.instance_id],
-                opts=after_prepare,
-            ),
-            remote.CopyToRemote(
-                f"{name}-token-script",
-                connection=pinned,
-                source=pulumi.FileAsset(FETCH_SCRIPT),
-                remote_path=f"{REMOTE_DIR}/fetch-github-token.sh",
-                triggers=[args.instance_id],
-                opts=after_prepare,
-            ),
+            )
+            for role, (source, remote_path) in files.items()
         ]
         command = pulumi.Output.all(args.host_flake, args.deploy_public_key).apply(
             lambda values: apply_command(
