@@ -191,3 +191,13 @@ class PriceList:
             {"productFamily": "Storage", "volumeApiName": "gp3", "regionCode": region},
             "GB-Mo",
         )
+
+
+def estimated_cost(
+    spec: MachineSpec, region: str, availability_zone: str, prices: Prices
+) -> dict[str, Any]:
+    """The stack output: an estimate, or why there is none (a missing price never fails `up`)."""
+    try:
+        return estimate(spec, region, availability_zone, prices).as_output()
+    except PriceLookupError as err:
+        return {"estimate": True, "available": False, "reason": str(err)}

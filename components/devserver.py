@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pulumi
 
+from components.cost import Prices, estimated_cost
 from components.deploy_key import DeployKey, DeployKeyArgs
 from components.flake_deployment import FlakeDeployment, FlakeDeploymentArgs
 from components.home_volume import HomeVolume, HomeVolumeArgs
@@ -16,6 +17,7 @@ from components.lookups import AwsLookups, Image
 from components.machine import Machine, MachineArgs
 from components.network import Network, NetworkArgs, Placement, resolve_placement
 from components.settings import DevServerSettings
+from components.snapshots import home_target_tag
 from components.token_secret import GithubTokenSecret, GithubTokenSecretArgs
 
 # The stack outputs other projects read through StackReference. Renaming one breaks them.
@@ -33,8 +35,9 @@ CONTRACT_OUTPUTS = (
     "githubTokenSecretArn",
     "securityGroupId",
 )
-# Outputs beyond the contract, also stable: the pinned SSH host key (for known_hosts).
-EXTRA_OUTPUTS = ("sshHostKey",)
+# Outputs beyond the contract, also stable: the pinned SSH host key (for known_hosts) and an
+# estimate of what the server costs.
+EXTRA_OUTPUTS = ("sshHostKey", "estimatedCost")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class DevServerArgs:
     settings: DevServerSettings
     placement: Placement
     image: Image
+    estimated_cost: dict[str, object] | None = None
 
 
 def plan(settings: DevServerSettings, lookups: AwsLookups) -> DevServerArgs:
@@ -51,6 +55,13 @@ def plan(settings: DevServerSettings, lookups: AwsLookups) -> DevServerArgs:
     return DevServerArgs(
         settings, resolve_placement(settings, lookups), resolve_image(settings, lookups)
     )
+
+
+def with_cost(args: DevServerArgs, prices: Prices) -> DevServerArgs:
+    """The plan plus its cost estimate (asked after every plan passed: pricing may register a
+    provider for the Price List API's region)."""
+    spec, zone = args.settings.machine, args.placement.availability_zone
+    return replace(args, estimated_cost=estimated_cost(spec, args.settings.region, zone, prices))
 
 
 class DevServer(pulumi.ComponentResource):
@@ -85,6 +96,7 @@ class DevServer(pulumi.ComponentResource):
         super().__init__("devserver:aws:DevServer", name, None, opts)
         s, here = args.settings, pulumi.ResourceOptions(parent=self)
         self.settings, self.image, self.placement = s, args.image, args.placement
+        self.estimated_cost = args.estimated_cost
 
         secret = (
             GithubTokenSecret(
@@ -105,7 +117,8 @@ class DevServer(pulumi.ComponentResource):
             HomeVolumeArgs(
                 availability_zone=args.placement.availability_zone,
                 size_gib=s.machine.home_volume_gib,
-                tags=s.tags,
+                # The snapshot policy selects this stack's home volumes by this one tag.
+                tags={**s.tags, **home_target_tag(s.stack)},
                 protect=s.home.protect,
                 existing_volume_id=s.home.existing_volume_id,
             ),
@@ -202,4 +215,5 @@ class DevServer(pulumi.ComponentResource):
         values["sshHostKey"] = (
             self.deployment.host_key if self.deployment else pulumi.Output.from_input(None)
         )
+        values["estimatedCost"] = pulumi.Output.from_input(self.estimated_cost)
         return values

@@ -9,15 +9,15 @@ import pulumi
 import pulumi_aws as aws
 
 
-def _assume_role_policy() -> str:
-    """Only EC2 may assume the role."""
+def assume_role_policy(service: str) -> str:
+    """A trust policy that lets only this AWS service (e.g. ec2.amazonaws.com) assume the role."""
     return json.dumps(
         {
             "Version": "2012-10-17",
             "Statement": [
                 {
                     "Effect": "Allow",
-                    "Principal": {"Service": "ec2.amazonaws.com"},
+                    "Principal": {"Service": service},
                     "Action": "sts:AssumeRole",
                 }
             ],
@@ -76,7 +76,7 @@ class InstanceRole(pulumi.ComponentResource):
         super().__init__("devserver:aws:InstanceRole", name, None, opts)
         role = aws.iam.Role(
             f"{name}-role",
-            assume_role_policy=_assume_role_policy(),
+            assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
             description="Dev server instance role: reads its GitHub token secret, nothing else",
             tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self),

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
 
+from components.instance_role import assume_role_policy
+
 # The AWS managed policy DLM's own default role uses for EBS snapshot policies (the ARN's partition
 # follows the account's: aws, aws-cn, aws-us-gov).
 DLM_MANAGED_POLICY = "iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole"
-# UTC time of the daily snapshot: the quiet hours for most teams in Europe and the Americas.
+# A fixed UTC time, so every home volume is snapshotted at the same hour each day.
 SNAPSHOT_TIME_UTC = "03:00"
 DEFAULT_RETENTION_DAYS = 7
 MAX_RETENTION_COUNT = 1000
@@ -22,22 +23,6 @@ HOME_TARGET_KEY = "devserver:home-snapshots"
 def home_target_tag(stack: str) -> dict[str, str]:
     """The one tag that marks a volume as a home volume of this stack, for the policy to select."""
     return {HOME_TARGET_KEY: stack}
-
-
-def _dlm_assume_role_policy() -> str:
-    """Only Data Lifecycle Manager may assume the role."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": "dlm.amazonaws.com"},
-                    "Action": "sts:AssumeRole",
-                }
-            ],
-        }
-    )
 
 
 def _managed_policy_arn(role_arn: str) -> str:
@@ -86,7 +71,7 @@ class HomeSnapshots(pulumi.ComponentResource):
         super().__init__("devserver:aws:HomeSnapshots", name, None, opts)
         role = aws.iam.Role(
             f"{name}-role",
-            assume_role_policy=_dlm_assume_role_policy(),
+            assume_role_policy=assume_role_policy("dlm.amazonaws.com"),
             description="Data Lifecycle Manager: snapshots this stack's home volumes",
             tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self),

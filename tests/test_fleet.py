@@ -29,7 +29,8 @@ def test_each_server_gets_its_own_machine_home_volume_and_role(program: Run) -> 
     assert set(instances) == {"alice-x86_64", "bob-aarch64"}
     volumes = {r.name: r.inputs["size"] for r in run.of_type("aws:ebs/volume:Volume")}
     assert volumes == {"alice-home": 100, "bob-home": 300}
-    assert {r.name for r in run.of_type("aws:iam/role:Role")} == {"alice-role", "bob-role"}
+    roles = {r.name for r in run.of_type("aws:iam/role:Role")}
+    assert roles == {"alice-role", "bob-role", "home-snapshots-role"}, "one role each, one for DLM"
     assert (
         instances["bob-aarch64"].inputs["instanceMarketOptions"]["spotOptions"]["spotInstanceType"]
         == "persistent"

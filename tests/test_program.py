@@ -23,7 +23,7 @@ DOCUMENTED_OUTPUTS = {
     "securityGroupId",
 }  # fmt: skip
 # Added beyond the contract (also stable once released).
-EXTRA_OUTPUTS = {"sshHostKey"}
+EXTRA_OUTPUTS = {"sshHostKey", "estimatedCost"}
 
 
 @pytest.mark.parametrize(
@@ -227,9 +227,12 @@ def test_instance_role_may_read_only_the_token_secret(program: Run) -> None:
             "Resource": secret_arn,
         }
     ], f"{policy.name} must allow GetSecretValue on that one ARN and nothing else"
-    assume = json.loads(run.one("aws:iam/role:Role").inputs["assumeRolePolicy"])
+    assume = json.loads(run.named("devserver-role").inputs["assumeRolePolicy"])
     assert assume["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
-    assert run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment") == []
+    attached = run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert not [a for a in attached if a.inputs["role"].startswith("devserver-role")], (
+        "no managed policy"
+    )
 
 
 def test_customer_kms_key_adds_decrypt_on_that_key_through_secrets_manager_only(
@@ -253,7 +256,10 @@ def test_without_a_token_there_is_no_secret_and_no_policy(program: Run) -> None:
 
 def test_every_aws_resource_is_parented_under_a_component(program: Run) -> None:
     run = program({"devserver:preset": "x86-spot"}, secrets=TOKEN)
-    managed = [r for r in run.resources if not r.type.startswith("devserver:")]
+    # Providers are configuration (the Price List API's region), not AWS resources.
+    managed = [
+        r for r in run.resources if not r.type.startswith(("devserver:", "pulumi:providers:"))
+    ]
     assert len(managed) > 10
     for resource in managed:
         assert resource.parent_types, f"{resource.type} {resource.name} has no parent"
@@ -264,7 +270,7 @@ def test_every_aws_resource_is_parented_under_a_component(program: Run) -> None:
 
 def test_machine_and_disks_carry_owner_and_purpose_tags(program: Run) -> None:
     run = program()
-    for resource in (run.one(INSTANCE), run.one(VOLUME), run.one("aws:iam/role:Role")):
+    for resource in (run.one(INSTANCE), run.one(VOLUME), run.named("devserver-role")):
         tags = resource.inputs["tags"]
         assert tags["devserver:owner"] == "alice", resource.name
         assert tags["devserver:purpose"] == "devserver", resource.name
@@ -286,3 +292,28 @@ def test_stopped_state_stops_the_machine(program: Run) -> None:
         "aws:ec2transitgateway/instanceState:InstanceState"
     )
     assert state.inputs["state"] == "stopped"
+
+
+def test_home_volumes_carry_the_one_tag_the_snapshot_policy_selects(program: Run) -> None:
+    run = program()
+    policy = run.one("aws:dlm/lifecyclePolicy:LifecyclePolicy")
+    target = policy.inputs["policyDetails"]["targetTags"]
+    assert target == {"devserver:home-snapshots": "dev"}
+    assert target.items() <= run.one(VOLUME).inputs["tags"].items()
+    root_tags = run.one(INSTANCE).inputs["rootBlockDevice"]["tags"]
+    assert not target.items() <= root_tags.items(), "root disks are not snapshotted"
+
+
+def test_snapshots_can_be_turned_off(program: Run) -> None:
+    assert (
+        program({"devserver:snapshots": False}).of_type("aws:dlm/lifecyclePolicy:LifecyclePolicy")
+        == []
+    )
+
+
+@pytest.mark.parametrize("preset", ["x86", "graviton-spot"])
+def test_each_server_exports_a_cost_labelled_as_an_estimate(program: Run, preset: str) -> None:
+    cost = program({"devserver:preset": preset}).outputs["estimatedCost"]
+    assert cost["estimate"] is True and cost["currency"] == "USD"
+    assert 0 < cost["hourly"] < 1 and cost["monthly"] > cost["hourly"] * 700
+    assert ("spot price" in cost["basis"]) == preset.endswith("spot")
