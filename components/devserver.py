@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 
 import pulumi
@@ -48,6 +49,10 @@ class DevServerArgs:
     placement: Placement
     image: Image
     estimated_cost: dict[str, object] | None = None
+    security_group_id: pulumi.Input[str] | None = None
+    """The SSH security group, shared by every server with the same VPC and CIDRs."""
+    deploy_key: DeployKey | None = None
+    """The stack's deploy key (None when deployment is off)."""
 
 
 def plan(settings: DevServerSettings, lookups: AwsLookups) -> DevServerArgs:
@@ -124,21 +129,15 @@ class DevServer(pulumi.ComponentResource):
             ),
             here,
         )
-        network = Network(
-            name, NetworkArgs(args.placement.vpc_id, s.network.ssh_allowed_cidrs, s.tags), here
-        )
-        self.deploy_key = (
-            DeployKey(name, DeployKeyArgs(s.tags, s.deploy.private_key), here)
-            if s.deploy.enabled
-            else None
-        )
+        self.deploy_key = args.deploy_key if s.deploy.enabled else None
+        assert args.security_group_id is not None, "build_servers() provides the security group"
         self.machine = Machine(
             name,
             MachineArgs(
                 spec=s.machine,
                 ami_id=args.image.id,
                 subnet_id=args.placement.subnet_id,
-                security_group_id=network.security_group_id,
+                security_group_id=args.security_group_id,
                 instance_profile=role.profile_name,
                 home_volume_id=home.volume_id,
                 host_name=s.host_name,
@@ -192,7 +191,7 @@ class DevServer(pulumi.ComponentResource):
         self.home_device_path = home.device_path
         self.instance_role_arn = role.role_arn
         self.github_token_secret_arn = secret.arn if secret else pulumi.Output.from_input(None)
-        self.security_group_id = network.security_group_id
+        self.security_group_id = pulumi.Output.from_input(args.security_group_id)
         self.register_outputs(self.outputs())
 
     def outputs(self) -> dict[str, pulumi.Output[object]]:
@@ -217,3 +216,33 @@ class DevServer(pulumi.ComponentResource):
         )
         values["estimatedCost"] = pulumi.Output.from_input(self.estimated_cost)
         return values
+
+
+def build_servers(plans: list[DevServerArgs], fleet: bool) -> dict[str, DevServer]:
+    """One DevServer per plan, sharing what a team shares: one deploy key for the stack, and one
+    SSH security group per distinct (VPC, CIDR list). Fewer resources per server keeps a fleet
+    fast to evaluate; each server still has its own machine, home volume, role and secret."""
+    deploy_key = None
+    if any(p.settings.deploy.enabled for p in plans):
+        first = plans[0].settings
+        stack_tags = {"devserver:stack": first.stack, "devserver:purpose": "devserver"}
+        deploy_key = DeployKey("devserver", DeployKeyArgs(stack_tags, first.deploy.private_key))
+    groups: dict[tuple[str, tuple[str, ...]], pulumi.Output[str]] = {}
+    servers = {}
+    for p in plans:
+        s = p.settings
+        key = (p.placement.vpc_id, tuple(sorted(s.network.ssh_allowed_cidrs)))
+        if key not in groups:
+            # A single server keeps its own name; a fleet names a group by what defines it.
+            digest = hashlib.sha256(repr(key).encode()).hexdigest()[:8]
+            tags = (
+                s.tags
+                if not fleet
+                else {"devserver:stack": s.stack, "devserver:purpose": "devserver"}
+            )
+            network = Network(s.name if not fleet else f"ssh-{digest}", NetworkArgs(*key, tags))
+            groups[key] = network.security_group_id
+        servers[s.name] = DevServer(
+            s.name, replace(p, security_group_id=groups[key], deploy_key=deploy_key)
+        )
+    return servers

@@ -3,9 +3,9 @@
 First contact pins the machine's SSH host key (trust on first use: the official AMI makes a
 fresh key at first boot and nothing outside the machine knows it); every later step connects
 with that key pinned. The host flake is rendered here and copied to /etc/nixos; the apply
-script (deploy/apply-flake.sh) fetches the GitHub token with the instance role itself, switches,
-verifies and rolls back. No secret passes through a command line: the token never leaves AWS
-and the machine, and the deploy key only travels inside the (secret) connection.
+script (nix/scripts/apply-flake.sh) fetches the GitHub token with the instance role itself,
+switches, verifies and rolls back. No secret passes through a command line: the token never
+leaves AWS and the machine, and the deploy key only travels inside the (secret) connection.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from components.host_flake import HostFlake
 REPO = Path(__file__).resolve().parent.parent
 # Relative to the project directory (Pulumi's working directory), so state does not hold a
 # machine-specific absolute path.
-APPLY_SCRIPT = "deploy/apply-flake.sh"
-FETCH_SCRIPT = "nix/scripts/fetch-github-token.sh"
+# The machine-side scripts; apply-flake.sh runs fetch-github-token.sh from beside it.
+SCRIPTS_DIR = "nix/scripts"
 REMOTE_DIR = "/var/lib/devserver/deploy"
 HOST_KEY_FILE = "/etc/ssh/ssh_host_ed25519_key.pub"
 
@@ -35,9 +35,8 @@ def _sha256(text: str) -> str:
 
 def script_digest() -> str:
     """One digest of the machine-side scripts: changing them re-runs the apply."""
-    return _sha256(
-        "".join((REPO / p).read_text(encoding="utf-8") for p in (APPLY_SCRIPT, FETCH_SCRIPT))
-    )
+    scripts = sorted((REPO / SCRIPTS_DIR).glob("*.sh"))
+    return _sha256("".join(f"{p.name}\0{p.read_text(encoding='utf-8')}" for p in scripts))
 
 
 def apply_command(
@@ -116,11 +115,11 @@ class FlakeDeployment(pulumi.ComponentResource):
         )
         after_prepare = pulumi.ResourceOptions(parent=self, depends_on=[prepare])
         self.rendered_flake = args.host_flake.apply(lambda flake: flake.render())
-        # What goes where: the host flake, and the two scripts side by side (apply finds fetch).
-        files: dict[str, tuple[pulumi.Input[pulumi.Asset], str]] = {
+        # What goes where: the host flake, and the scripts side by side (apply runs fetch). The
+        # trailing slash copies the directory's contents, on the first copy and on every later one.
+        files: dict[str, tuple[pulumi.Input[pulumi.Asset | pulumi.Archive], str]] = {
             "host-flake": (self.rendered_flake.apply(pulumi.StringAsset), "/etc/nixos/flake.nix"),
-            "apply-script": (pulumi.FileAsset(APPLY_SCRIPT), f"{REMOTE_DIR}/apply-flake.sh"),
-            "token-script": (pulumi.FileAsset(FETCH_SCRIPT), f"{REMOTE_DIR}/fetch-github-token.sh"),
+            "scripts": (pulumi.FileArchive(f"{SCRIPTS_DIR}/"), REMOTE_DIR),
         }
         copies = [
             remote.CopyToRemote(

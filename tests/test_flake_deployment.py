@@ -36,7 +36,7 @@ def test_apply_waits_for_the_instance_and_the_home_volume_attachment(program: Ru
     apply = run.named("devserver-apply")
     depends = _dependencies(apply)
     assert {"devserver-x86_64", "devserver-home"} <= depends, depends
-    assert {"devserver-host-flake", "devserver-apply-script", "devserver-token-script"} <= depends
+    assert {"devserver-host-flake", "devserver-scripts"} <= depends
     assert {"devserver-x86_64", "devserver-home"} <= _dependencies(run.named("devserver-host-key"))
     assert _dependencies(run.named("devserver-verify-login")) == {"devserver-apply"}
 
@@ -47,8 +47,12 @@ def test_every_step_after_first_contact_pins_the_host_key(program: Run) -> None:
     assert "hostKey" not in reveal(first.inputs["connection"]), (
         "nothing can know it before first boot"
     )
-    for name in ("devserver-host-flake", "devserver-apply-script", "devserver-token-script",
-                 "devserver-apply", "devserver-verify-login"):  # fmt: skip
+    for name in (
+        "devserver-host-flake",
+        "devserver-scripts",
+        "devserver-apply",
+        "devserver-verify-login",
+    ):
         connection = reveal(run.named(name).inputs["connection"])
         assert connection["hostKey"].startswith("ssh-ed25519 AAAAFAKEHOSTKEY"), name
         assert connection["user"] == "root", name

@@ -43,8 +43,34 @@ def test_top_level_keys_are_the_defaults_for_every_entry(program: Run) -> None:
     run = program(fleet(ALICE, BOB, **{"devserver:rootVolumeGiB": 64}))
     for instance in run.of_type("aws:ec2/instance:Instance"):
         assert instance.inputs["rootBlockDevice"]["volumeSize"] == 64, instance.name
-    rules = run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
-    assert {r.name.split("-ssh-")[0] for r in rules} == {"alice", "bob"}
+    ssh = {
+        r.inputs.get("cidrIpv4") or r.inputs.get("cidrIpv6")
+        for r in run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    }
+    assert ssh == {"203.0.113.7/32", "2001:db8:1234::/48"}, "both servers take the stack's CIDRs"
+
+
+def test_servers_share_a_security_group_per_cidr_list_and_one_deploy_key(program: Run) -> None:
+    carol = {
+        "name": "carol",
+        "user": "carol",
+        "githubUser": "carol-gh",
+        "sshAllowedCidrs": ["198.51.100.0/24"],
+    }
+    run = program(fleet(ALICE, BOB, carol))
+    groups = run.of_type("aws:ec2/securityGroup:SecurityGroup")
+    assert len(groups) == 2, [g.name for g in groups]
+    by_server = run.outputs["servers"]
+    assert by_server["alice"]["securityGroupId"] == by_server["bob"]["securityGroupId"]
+    assert by_server["carol"]["securityGroupId"] != by_server["alice"]["securityGroupId"]
+    carol_rules = [
+        r
+        for r in run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if r.inputs.get("cidrIpv4") == "198.51.100.0/24"
+    ]
+    assert len(carol_rules) == 1
+    assert len(run.of_type("aws:ec2/keyPair:KeyPair")) == 1, "one deploy key for the stack"
+    assert len({i.inputs["keyName"] for i in run.of_type("aws:ec2/instance:Instance")}) == 1
 
 
 def test_outputs_map_each_server_to_the_per_server_contract(program: Run) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 FETCH_SCRIPT = REPO / "nix" / "scripts" / "fetch-github-token.sh"
-APPLY_SCRIPT = REPO / "deploy" / "apply-flake.sh"
+APPLY_SCRIPT = REPO / "nix" / "scripts" / "apply-flake.sh"
 REGION = "eu-west-1"
 # Obviously fake; never shaped like a real GitHub token.
 FAKE_TOKEN = "fake-github-token-for-tests"

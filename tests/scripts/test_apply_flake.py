@@ -1,4 +1,4 @@
-"""deploy/apply-flake.sh with fake nixos-rebuild, nix-env, systemctl, findmnt and sshd on PATH.
+"""nix/scripts/apply-flake.sh with fake nixos-rebuild, nix-env, systemctl, findmnt and sshd on PATH.
 
 The fakes record their calls; the profile is a real symlink chain like /nix/var/nix/profiles."""
 
