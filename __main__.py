@@ -20,15 +20,15 @@ stack = settings.load(lookups)
 # Plan every server before building any, so a bad input anywhere stops the run with nothing created.
 plans = [plan(server, lookups) for server in stack.servers]
 prices = PriceList()
-servers = build_servers([with_cost(p, prices) for p in plans], fleet=stack.fleet)
+servers = build_servers([with_cost(p, prices) for p in plans], stack)
 
 if stack.snapshots:
     HomeSnapshots(
         "home-snapshots",
         HomeSnapshotsArgs(
             retention_days=stack.snapshot_retention_days,
-            tags={"devserver:stack": pulumi.get_stack(), "devserver:purpose": "devserver"},
-            target_tags=home_target_tag(pulumi.get_stack()),
+            tags=stack.tags,
+            target_tags=home_target_tag(stack.stack),
         ),
     )
 

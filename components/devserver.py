@@ -17,7 +17,7 @@ from components.instance_role import InstanceRole, InstanceRoleArgs
 from components.lookups import AwsLookups, Image
 from components.machine import Machine, MachineArgs
 from components.network import Network, NetworkArgs, Placement, resolve_placement
-from components.settings import DevServerSettings
+from components.settings import DevServerSettings, StackSettings
 from components.snapshots import home_target_tag
 from components.token_secret import GithubTokenSecret, GithubTokenSecretArgs
 
@@ -129,7 +129,7 @@ class DevServer(pulumi.ComponentResource):
             ),
             here,
         )
-        self.deploy_key = args.deploy_key if s.deploy.enabled else None
+        self.deploy_key = args.deploy_key if s.deploy else None
         assert args.security_group_id is not None, "build_servers() provides the security group"
         self.machine = Machine(
             name,
@@ -218,30 +218,23 @@ class DevServer(pulumi.ComponentResource):
         return values
 
 
-def build_servers(plans: list[DevServerArgs], fleet: bool) -> dict[str, DevServer]:
+def build_servers(plans: list[DevServerArgs], stack: StackSettings) -> dict[str, DevServer]:
     """One DevServer per plan, sharing what a team shares: one deploy key for the stack, and one
     SSH security group per distinct (VPC, CIDR list). Fewer resources per server keeps a fleet
     fast to evaluate; each server still has its own machine, home volume, role and secret."""
     deploy_key = None
-    if any(p.settings.deploy.enabled for p in plans):
-        first = plans[0].settings
-        stack_tags = {"devserver:stack": first.stack, "devserver:purpose": "devserver"}
-        deploy_key = DeployKey("devserver", DeployKeyArgs(stack_tags, first.deploy.private_key))
+    if any(p.settings.deploy for p in plans):
+        deploy_key = DeployKey("devserver", DeployKeyArgs(stack.tags, stack.deploy_private_key))
     groups: dict[tuple[str, tuple[str, ...]], pulumi.Output[str]] = {}
     servers = {}
     for p in plans:
         s = p.settings
         key = (p.placement.vpc_id, tuple(sorted(s.network.ssh_allowed_cidrs)))
         if key not in groups:
-            # A single server keeps its own name; a fleet names a group by what defines it.
+            # A single server keeps its own name and tags; a fleet names a group by what defines it.
             digest = hashlib.sha256(repr(key).encode()).hexdigest()[:8]
-            tags = (
-                s.tags
-                if not fleet
-                else {"devserver:stack": s.stack, "devserver:purpose": "devserver"}
-            )
-            network = Network(s.name if not fleet else f"ssh-{digest}", NetworkArgs(*key, tags))
-            groups[key] = network.security_group_id
+            name, tags = (f"ssh-{digest}", stack.tags) if stack.fleet else (s.name, s.tags)
+            groups[key] = Network(name, NetworkArgs(*key, tags)).security_group_id
         servers[s.name] = DevServer(
             s.name, replace(p, security_group_id=groups[key], deploy_key=deploy_key)
         )

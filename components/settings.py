@@ -30,6 +30,7 @@ ARCHES: tuple[Arch, ...] = ("x86_64", "aarch64")
 # The NixOS release whose official AMI boots a new machine; the flake in nix/ pins the same one.
 DEFAULT_NIXOS_RELEASE = "26.05"
 DEFAULT_PRESET = "x86"
+DEFAULT_SNAPSHOT_RETENTION_DAYS = 7
 MIN_HOME_VOLUME_GIB = 10
 MIN_ROOT_VOLUME_GIB = 20
 # EBS gp3 volumes go up to 16 TiB.
@@ -122,12 +123,9 @@ class HomeSettings:
     existing_volume_id: str | None = None
 
 
-@dataclass(frozen=True)
-class DeploySettings:
-    """How the NixOS flake is applied over SSH."""
-
-    enabled: bool = True
-    private_key: pulumi.Output[str] | None = None
+def stack_tags(stack: str) -> dict[str, str]:
+    """The tags every resource of the stack carries."""
+    return {"devserver:stack": stack, "devserver:purpose": "devserver"}
 
 
 @dataclass(frozen=True)
@@ -147,7 +145,8 @@ class DevServerSettings:
     network: NetworkSettings
     image: ImageSettings
     home: HomeSettings = field(default_factory=HomeSettings)
-    deploy: DeploySettings = field(default_factory=DeploySettings)
+    deploy: bool = True
+    """Apply the NixOS flake over SSH on `pulumi up`."""
     github_token: pulumi.Output[str] | None = None
     token_kms_key_arn: str | None = None
     idle_stop_minutes: int = 0
@@ -161,8 +160,7 @@ class DevServerSettings:
         return {
             "devserver:owner": self.user,
             "devserver:server": self.name,
-            "devserver:stack": self.stack,
-            "devserver:purpose": "devserver",
+            **stack_tags(self.stack),
         }
 
 
@@ -173,8 +171,16 @@ class StackSettings:
     servers: tuple[DevServerSettings, ...]
     fleet: bool
     region: str
-    snapshot_retention_days: int = 7
+    stack: str
+    deploy_private_key: pulumi.Output[str] | None = None
+    """The OpenSSH key every server of the stack is deployed with; None = generate one."""
+    snapshot_retention_days: int = DEFAULT_SNAPSHOT_RETENTION_DAYS
     snapshots: bool = True
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """Tags of what the whole stack shares (deploy key, fleet security groups, snapshots)."""
+        return stack_tags(self.stack)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -548,7 +554,7 @@ def _server(
         network=NetworkSettings(cidrs, vpc_id, subnet_id, zone),
         image=ImageSettings(release or DEFAULT_NIXOS_RELEASE, ami_id),
         home=HomeSettings(protect is not False, home_volume_id),
-        deploy=DeploySettings(deploy is not False, shared.deploy_private_key),
+        deploy=deploy is not False,
         github_token=shared.github_token,
         token_kms_key_arn=shared.token_kms_key_arn,
         idle_stop_minutes=idle or 0,
@@ -561,7 +567,6 @@ def _server(
 class _Shared:
     github_token: pulumi.Output[str] | None
     token_kms_key_arn: str | None
-    deploy_private_key: pulumi.Output[str] | None
 
 
 def _secret(config: pulumi.Config, key: str, errors: list[str]) -> pulumi.Output[str] | None:
@@ -605,10 +610,9 @@ def load(types: InstanceTypes, config: pulumi.Config | None = None) -> StackSett
         KMS_KEY_ARN_RE,
         "a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)",
     )
-    shared = _Shared(
-        _secret(config, "githubToken", errors), kms, _secret(config, "deployPrivateKey", errors)
-    )
-    retention = top.integer("snapshotRetentionDays", 1, 365, default=7) or 7
+    shared = _Shared(_secret(config, "githubToken", errors), kms)
+    deploy_private_key = _secret(config, "deployPrivateKey", errors)
+    retention = top.integer("snapshotRetentionDays", 1, 365, DEFAULT_SNAPSHOT_RETENTION_DAYS)
     snapshots = top.boolean("snapshots", default=True)
     if errors:
         raise SettingsError(_report(errors))
@@ -635,7 +639,9 @@ def load(types: InstanceTypes, config: pulumi.Config | None = None) -> StackSett
         servers=tuple(s for s in servers if s is not None),
         fleet=raw_servers is not None,
         region=region,
-        snapshot_retention_days=retention,
+        stack=stack,
+        deploy_private_key=deploy_private_key,
+        snapshot_retention_days=retention or DEFAULT_SNAPSHOT_RETENTION_DAYS,
         snapshots=snapshots is not False,
     )
 

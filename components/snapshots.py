@@ -14,7 +14,6 @@ from components.instance_role import assume_role_policy
 DLM_MANAGED_POLICY = "iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole"
 # A fixed UTC time, so every home volume is snapshotted at the same hour each day.
 SNAPSHOT_TIME_UTC = "03:00"
-DEFAULT_RETENTION_DAYS = 7
 MAX_RETENTION_COUNT = 1000
 # Home volumes carry this tag with their stack's name as the value; the policy selects on it.
 HOME_TARGET_KEY = "devserver:home-snapshots"
