@@ -6,7 +6,7 @@ import pulumi
 
 from components import settings
 from components.cost import PriceList
-from components.devserver import build_servers, plan, with_cost
+from components.devserver import build_servers, plan_all, with_cost
 from components.lookups import AwsLookups
 from components.snapshots import HomeSnapshots, HomeSnapshotsArgs, home_target_tag
 
@@ -17,8 +17,9 @@ gc.disable()
 
 lookups = AwsLookups()
 stack = settings.load(lookups)
-# Plan every server before building any, so a bad input anywhere stops the run with nothing created.
-plans = [plan(server, lookups) for server in stack.servers]
+# Plan every server before building any, so a bad input anywhere stops the run with nothing created
+# (and the lookup problems of all servers are reported together).
+plans = plan_all(stack.servers, lookups)
 prices = PriceList()
 servers = build_servers([with_cost(p, prices) for p in plans], stack)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import pulumi
 
@@ -17,7 +20,7 @@ from components.instance_role import InstanceRole, InstanceRoleArgs
 from components.lookups import AwsLookups, Image
 from components.machine import Machine, MachineArgs
 from components.network import Network, NetworkArgs, Placement, resolve_placement
-from components.settings import DevServerSettings, StackSettings
+from components.settings import DevServerSettings, SettingsError, StackSettings, report
 from components.snapshots import home_target_tag
 from components.token_secret import GithubTokenSecret, GithubTokenSecretArgs
 
@@ -56,10 +59,43 @@ class DevServerArgs:
 
 
 def plan(settings: DevServerSettings, lookups: AwsLookups) -> DevServerArgs:
-    """Resolve everything that can still fail on input, before any resource is registered."""
-    return DevServerArgs(
-        settings, resolve_placement(settings, lookups), resolve_image(settings, lookups)
-    )
+    """Resolve everything that can still fail on input, before any resource is registered.
+    Placement and image are both asked, so one server's problems are reported together."""
+    errors: list[str] = []
+    placement = _collect(errors, lambda: resolve_placement(settings, lookups))
+    image = _collect(errors, lambda: resolve_image(settings, lookups))
+    if placement is None or image is None:
+        raise SettingsError(report(errors), errors)
+    return DevServerArgs(_with_adopted_size(settings, lookups), placement, image)
+
+
+def plan_all(servers: tuple[DevServerSettings, ...], lookups: AwsLookups) -> list[DevServerArgs]:
+    """Every server's plan, or one SettingsError listing the problems of all of them."""
+    errors: list[str] = []
+    plans = [_collect(errors, functools.partial(plan, s, lookups)) for s in servers]
+    if errors:
+        raise SettingsError(report(errors), errors)
+    return [p for p in plans if p is not None]
+
+
+T = TypeVar("T")
+
+
+def _collect(errors: list[str], step: Callable[[], T]) -> T | None:
+    try:
+        return step()
+    except SettingsError as err:
+        errors.extend(err.problems)
+        return None
+
+
+def _with_adopted_size(settings: DevServerSettings, lookups: AwsLookups) -> DevServerSettings:
+    """An adopted home volume has the size AWS reports (what it costs), not the preset's."""
+    volume_id = settings.home.existing_volume_id
+    if volume_id is None:
+        return settings
+    size = lookups.volume(volume_id).size_gib
+    return replace(settings, machine=replace(settings.machine, home_volume_gib=size))
 
 
 def with_cost(args: DevServerArgs, prices: Prices) -> DevServerArgs:

@@ -10,7 +10,7 @@ from typing import TypeVar
 import pulumi
 import pulumi_aws as aws
 
-from components.lookups import AwsLookupError, AwsLookups, Subnet
+from components.lookups import AwsLookupError, AwsLookups, ExistingVolume, Subnet
 from components.settings import DevServerSettings, SettingsError
 
 T = TypeVar("T")
@@ -54,10 +54,12 @@ def resolve_placement(server: DevServerSettings, lookups: AwsLookups) -> Placeme
                 f"{where}homeVolumeId must be an encrypted volume, got {volume.id!r} "
                 "(unencrypted): snapshot it and restore the snapshot with encryption"
             )
+        _check_adopted_size(server, volume)
         zone = volume.availability_zone
     candidates: tuple[Subnet, ...]
     if net.subnet_id:
         subnet = ask("subnetId", lookups.subnet, net.subnet_id)
+        _check_subnet_in_vpc(server, subnet)
         if zone and zone != subnet.availability_zone:
             raise SettingsError(
                 f"{where}subnetId {net.subnet_id!r} is in {subnet.availability_zone}, "
@@ -85,6 +87,28 @@ def resolve_placement(server: DevServerSettings, lookups: AwsLookups) -> Placeme
         f"{', '.join(sorted({s.availability_zone for s in candidates}))}"
         f" (zones that offer it: {zones}): set {where}availabilityZone or pick another type"
     )
+
+
+def _check_adopted_size(server: DevServerSettings, volume: ExistingVolume) -> None:
+    """An adopted volume keeps its own size; a different size asked for in config is a mistake
+    (the program never resizes a volume it does not own). A preset's size is simply not used."""
+    key, asked = server.home.size_key, server.machine.home_volume_gib
+    if key is not None and asked != volume.size_gib:
+        where = server.config_prefix
+        raise SettingsError(
+            f"{key} is {asked} but {where}homeVolumeId {volume.id} is {volume.size_gib} GiB: "
+            f"an adopted volume keeps its size; remove {key} or set it to {volume.size_gib}"
+        )
+
+
+def _check_subnet_in_vpc(server: DevServerSettings, subnet: Subnet) -> None:
+    """A subnet decides the VPC; a `vpcId` naming another one would be silently ignored."""
+    vpc_id, where = server.network.vpc_id, server.config_prefix
+    if vpc_id and subnet.vpc_id != vpc_id:
+        raise SettingsError(
+            f"{where}subnetId {subnet.id!r} is in {subnet.vpc_id}, but {where}vpcId is "
+            f"{vpc_id!r}: pick a subnet of {vpc_id} or remove {where}vpcId"
+        )
 
 
 def _rule_name(name: str, cidr: str) -> str:

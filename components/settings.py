@@ -7,11 +7,13 @@ what is allowed, before a single resource is registered. Nothing else in the pro
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
@@ -36,16 +38,22 @@ MIN_ROOT_VOLUME_GIB = 20
 # EBS gp3 volumes go up to 16 TiB.
 MAX_VOLUME_GIB = 16384
 
-# Login names NixOS or its services already use; a developer account must not take them over.
+# Accounts that exist on the machine: NixOS's own (users-groups.nix, ids.nix), the services this
+# image runs (sshd, docker, nscd, dhcpcd, the SSM agent's ssm-user), and every account nix/ creates.
 RESERVED_USERS = frozenset(
     (
         "root bin daemon adm lp sync shutdown halt mail news uucp operator games ftp nobody"
         " nogroup sshd messagebus polkituser systemd-journal systemd-network systemd-resolve"
         " systemd-timesync systemd-coredump systemd-oom nscd docker wheel users admin ec2-user"
-        " nixbld dhcpcd avahi rtkit geoclue"
+        " nixbld dhcpcd avahi rtkit geoclue ssm-user keys kvm render input audio video tty utmp"
+        " uuidd tss disk dialout cdrom floppy tape kmem systemd-journal-gateway"
+        " devserver-keys"
     ).split()
 )
-USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+# Prefixes of whole families of system accounts: nixbld1..N, systemd-*, and nix/'s own devserver-*.
+RESERVED_USER_PREFIXES = ("nixbld", "systemd-", "devserver-")
+# NixOS aborts evaluation on a user name of 32 characters or more (users-groups.nix).
+USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,30}")
 GITHUB_USER_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")
 HOST_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 INSTANCE_TYPE_RE = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9]+")
@@ -54,19 +62,58 @@ VOLUME_RE = re.compile(r"vol-[0-9a-f]{8}(?:[0-9a-f]{9})?")
 RELEASE_RE = re.compile(r"\d{2}\.\d{2}")
 PRICE_RE = re.compile(r"\d+(?:\.\d+)?")
 # A flake reference is pasted into a Nix string and a shell command: allow URL characters only,
-# and a scheme Nix knows, so no quote, `$`, backtick, backslash, space or `;` can break out.
+# and a remote scheme Nix knows, so no quote, `$`, backtick, backslash, space or `;` can break out.
 FLAKE_RE = re.compile(
-    r"(?:github|gitlab|sourcehut|git\+https|git\+ssh|git\+file|https|tarball\+https|path|flake):"
+    r"(?:github|gitlab|sourcehut|git\+https|git\+ssh|https|tarball\+https|file\+https|hg\+https):"
     r"[A-Za-z0-9._~/:?=&+%@,-]+"
 )
-KMS_KEY_ARN_RE = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}")
-EMAIL_RE = re.compile(r"[^@\s\"'`$\\]+@[^@\s\"'`$\\]+\.[^@\s\"'`$\\]+")
-# Names and emails end up in a Nix string; keep them to printable text without Nix/shell specials.
-FULL_NAME_RE = re.compile(r"[^\"'`$\\\x00-\x1f]{1,100}")
+# Local flake references (nix3-flake "Types"): Nix copies the tree into the world-readable store.
+LOCAL_FLAKE_RE = re.compile(
+    r"(?:path|git\+file|file|file\+file|tarball\+file|hg\+file):|git:(?!//)|[/.~]"
+)
+# `flake:<id>` and bare ids are looked up in the machine's registry, which may map them to a path.
+INDIRECT_FLAKE_RE = re.compile(r"flake:.*|[A-Za-z][A-Za-z0-9_-]*(?:/[^:]*)?")
+KMS_KEY_ARN_RE = re.compile(
+    r"arn:(?P<partition>aws[a-z-]*):kms:(?P<region>[a-z0-9-]+):\d{12}:"
+    r"key/(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})"
+)
+# C0 controls, DEL and C1 controls: invisible in logs and refused by git config and /etc/passwd.
+CONTROL_CHARS = r"\x00-\x1f\x7f-\x9f"
+EMAIL_RE = re.compile(
+    rf"[^@\s\"'`$\\{CONTROL_CHARS}]+@[^@\s\"'`$\\{CONTROL_CHARS}]+\.[^@\s\"'`$\\{CONTROL_CHARS}]+"
+)
+# RFC 5321's 256-octet path limit minus the angle brackets.
+MAX_EMAIL_LENGTH = 254
+# The full name is the account's GECOS field (NixOS passwdEntry: no ':' or newline) and a Nix
+# string (nix_string escapes it; an apostrophe is plain text there).
+FULL_NAME_RE = re.compile(rf"[^\"`$\\:{CONTROL_CHARS}]{{1,100}}")
+# Minimum prefix lengths of an SSH CIDR: a /8 is 16.7M IPv4 addresses, a /32 a whole ISP's IPv6.
+MIN_PREFIX = {4: 8, 6: 32}
+# A GitHub token is printable ASCII without spaces (ghp_…, github_pat_…).
+TOKEN_RE = re.compile(r"[\x21-\x7e]+")
+OPENSSH_KEY_BEGIN = "-----BEGIN OPENSSH PRIVATE KEY-----"
+OPENSSH_KEY_END = "-----END OPENSSH PRIVATE KEY-----"
+# openssh-portable PROTOCOL.key: the decoded body starts with this magic, then the cipher name.
+OPENSSH_KEY_MAGIC = b"openssh-key-v1\x00"
+# AWS partitions by region prefix; every other region is in `aws`.
+PARTITIONS = (
+    ("cn-", "aws-cn"),
+    ("us-gov-", "aws-us-gov"),
+    ("us-isob-", "aws-iso-b"),
+    ("us-iso-", "aws-iso"),
+)
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class SettingsError(pulumi.RunError):
     """Invalid stack configuration; raised before any resource is registered."""
+
+    def __init__(self, message: str, problems: Sequence[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: tuple[str, ...] = tuple(problems) if problems is not None else (message,)
+        """Each problem on its own, so problems of several servers can be reported together."""
 
 
 class InstanceTypes(Protocol):
@@ -121,6 +168,8 @@ class HomeSettings:
 
     protect: bool = True
     existing_volume_id: str | None = None
+    size_key: str | None = None
+    """The key that set the size in the stack config (None: the preset's size)."""
 
 
 def stack_tags(stack: str) -> dict[str, str]:
@@ -270,12 +319,36 @@ class _Reader:
         allowed: str = "text",
         default: str | None = None,
     ) -> str | None:
+        found = self.source.get(key)
+        if found is not None and _is_number(found[0]):
+            return self._number_as_text(key, found, pattern, allowed, default)
+
         def parse(value: Any) -> str:
             if not isinstance(value, str) or (pattern and not pattern.fullmatch(value)):
                 raise ValueError
             return value
 
         return self._read(key, parse, allowed, default)
+
+    def _number_as_text(
+        self,
+        key: str,
+        found: tuple[Any, str],
+        pattern: re.Pattern[str] | None,
+        allowed: str,
+        default: str | None,
+    ) -> str | None:
+        """A YAML number where text is expected (a `servers` entry keeps YAML's types): accepted
+        for the keys whose text is a number, when its digits fit; otherwise the user quotes it."""
+        value, label = found
+        text = _number_text(value)
+        if key in NUMERIC_TEXT_KEYS and (pattern is None or pattern.fullmatch(text)):
+            return text
+        self.errors.append(
+            f"{label} must be {allowed}, got the YAML number {text}: "
+            "write the value in quotes, exactly as you mean it (YAML reads 26.10 as 26.1)"
+        )
+        return default
 
     def required(self, key: str, pattern: re.Pattern[str], allowed: str, hint: str) -> str:
         value = self.text(key, pattern, allowed)
@@ -304,14 +377,23 @@ class _Reader:
 
         return self._read(key, parse, f"a whole number from {low} to {high}", default)
 
-    def string_list(self, key: str) -> list[Any] | None:
+    def string_list(self, key: str, example: str) -> list[Any] | None:
         def parse(value: Any) -> list[Any]:
             items = json.loads(value) if isinstance(value, str) else value
             if not isinstance(items, list):
                 raise ValueError
             return items
 
-        return self._read(key, parse, 'a list, e.g. ["203.0.113.7/32"]', None)
+        return self._read(key, parse, f"a list, e.g. {example}", None)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _number_text(value: int | float) -> str:
+    """A number as YAML/JSON would print it (26.05, 0.08, 100), never Python's exponent form."""
+    return str(value) if isinstance(value, int) else json.dumps(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,6 +440,8 @@ KNOWN_KEYS = frozenset(SERVER_KEYS) - {"name"} | frozenset(STACK_KEYS)
 MACHINE_KEYS = ("arch", "spot", "instanceType", "rootVolumeGiB", "homeVolumeGiB")
 # Declared in Pulumi.yaml with default 0, meaning "the preset's size".
 PRESET_SIZE_KEYS = ("rootVolumeGiB", "homeVolumeGiB")
+# Text keys whose value is a number: a YAML number (spotMaxPrice: 0.08) means the same thing.
+NUMERIC_TEXT_KEYS = ("spotMaxPrice", "nixosRelease")
 
 
 def available_presets() -> list[str]:
@@ -373,7 +457,7 @@ def load_preset(name: str) -> dict[str, Any]:
     return values
 
 
-def _machine(r: _Reader, types: InstanceTypes) -> MachineSpec | None:
+def _machine(r: _Reader, types: InstanceTypes, prefix: str = f"{NAMESPACE}:") -> MachineSpec | None:
     presets = available_presets()
     preset = r.text("preset", default=DEFAULT_PRESET)
     sources: list[_Source] = [r.source]
@@ -389,14 +473,7 @@ def _machine(r: _Reader, types: InstanceTypes) -> MachineSpec | None:
     instance_type = m.text("instanceType", INSTANCE_TYPE_RE, "an EC2 instance type like m7i.xlarge")
     root = m.integer("rootVolumeGiB", MIN_ROOT_VOLUME_GIB, MAX_VOLUME_GIB)
     home = m.integer("homeVolumeGiB", MIN_HOME_VOLUME_GIB, MAX_VOLUME_GIB)
-    max_price = m.text("spotMaxPrice", PRICE_RE, "a positive price in USD per hour, e.g. 0.08")
-    if max_price is not None and float(max_price) <= 0:
-        m.fail(m.label("spotMaxPrice"), max_price, "a positive price in USD per hour, e.g. 0.08")
-    if max_price is not None and spot is False:
-        m.errors.append(
-            f"{m.label('spotMaxPrice')} is set to {max_price!r} but the machine is on-demand "
-            f"({m.label('spot')} is false): remove it or set {m.label('spot')} to true"
-        )
+    max_price = _spot_max_price(m, spot, prefix)
     if arch not in ARCHES or None in (spot, instance_type, root, home):
         return None
     spec = MachineSpec(
@@ -404,6 +481,22 @@ def _machine(r: _Reader, types: InstanceTypes) -> MachineSpec | None:
     )
     _check_instance_type(m, spec, types)
     return spec
+
+
+def _spot_max_price(m: _Reader, spot: bool | None, prefix: str) -> str | None:
+    """The spot price cap; on an on-demand machine it is a mistake, fixed in the stack config."""
+    allowed = "a positive price in USD per hour, e.g. 0.08"
+    max_price = m.text("spotMaxPrice", PRICE_RE, allowed)
+    if max_price is not None and float(max_price) <= 0:
+        m.fail(m.label("spotMaxPrice"), max_price, allowed)
+    if max_price is not None and spot is False:
+        # The fix is in the stack config (never in a preset file), whichever source set spot.
+        m.errors.append(
+            f"{m.label('spotMaxPrice')} is set to {max_price!r} but the machine is on-demand "
+            f"({m.label('spot')} is false): remove {m.label('spotMaxPrice')}, or make it a spot "
+            f"machine with {prefix}spot: true or a -spot {prefix}preset"
+        )
+    return max_price
 
 
 def _check_instance_type(r: _Reader, spec: MachineSpec, types: InstanceTypes) -> None:
@@ -435,8 +528,9 @@ def _check_instance_type(r: _Reader, spec: MachineSpec, types: InstanceTypes) ->
 
 
 def _cidrs(r: _Reader) -> tuple[str, ...]:
+    """The SSH CIDRs, normalised: one entry per network, none inside another, sorted."""
     label = r.label("sshAllowedCidrs")
-    items = r.string_list("sshAllowedCidrs")
+    items = r.string_list("sshAllowedCidrs", '["203.0.113.7/32"]')
     if items is None:
         if r.source.get("sshAllowedCidrs") is None:
             r.errors.append(
@@ -446,27 +540,59 @@ def _cidrs(r: _Reader) -> tuple[str, ...]:
         return ()
     if not items:
         r.fail(label, items, "a non-empty list of CIDRs")
-    cidrs = []
+    networks: list[IPNetwork] = []
     for i, item in enumerate(items):
-        try:
-            network = ipaddress.ip_network(item, strict=True) if isinstance(item, str) else None
-        except ValueError:
-            network = None
-        if network is None:
-            r.fail(
-                f"{label}[{i}]",
-                item,
-                "a CIDR such as 203.0.113.7/32 or 2001:db8::/64 with no host bits set",
+        network = _cidr(r, f"{label}[{i}]", item)
+        if network is not None:
+            networks.append(network)
+    _refuse_the_whole_internet(r, label, networks)
+    return _normalised(networks)
+
+
+def _cidr(r: _Reader, where: str, item: Any) -> IPNetwork | None:
+    """One CIDR: valid, no host bits, and no wider than the family's minimum prefix."""
+    try:
+        network = ipaddress.ip_network(item, strict=True) if isinstance(item, str) else None
+    except ValueError:
+        network = None
+    if network is None:
+        r.fail(where, item, "a CIDR such as 203.0.113.7/32 or 2001:db8::/64 with no host bits set")
+        return None
+    if network.prefixlen == 0:
+        r.fail(where, item, "narrower than the whole internet: SSH is never open to the world")
+    elif network.prefixlen < MIN_PREFIX[network.version]:
+        r.fail(
+            where,
+            item,
+            f"an IPv{network.version} network of /{MIN_PREFIX[network.version]} or narrower "
+            "(a wider range is most of the internet)",
+        )
+    return network
+
+
+def _refuse_the_whole_internet(r: _Reader, label: str, networks: list[IPNetwork]) -> None:
+    """Two /1 halves (or any split) open SSH to the world as surely as one /0 does."""
+    for whole in (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")):
+        family = [n for n in networks if n.version == whole.version]
+        if whole in family:
+            continue  # already refused by name
+        if whole in ipaddress.collapse_addresses(family):  # type: ignore[type-var]
+            r.errors.append(
+                f"{label} must not cover the whole internet, got {', '.join(map(str, family))}: "
+                f"together they span all of IPv{whole.version} ({whole}); "
+                "list only the networks you connect from"
             )
-        elif network.prefixlen == 0:
-            r.fail(
-                f"{label}[{i}]",
-                item,
-                "narrower than the whole internet: SSH is never open to the world",
-            )
-        else:
-            cidrs.append(str(network))
-    return tuple(cidrs)
+
+
+def _normalised(networks: list[IPNetwork]) -> tuple[str, ...]:
+    """Each network once, dropping any inside another listed one: one ingress rule per name."""
+    unique = sorted(set(networks), key=lambda n: (n.version, int(n.network_address), n.prefixlen))
+    kept = [
+        n
+        for n in unique
+        if not any(o != n and o.version == n.version and n.subnet_of(o) for o in unique)  # type: ignore[arg-type]
+    ]
+    return tuple(str(n) for n in kept)
 
 
 def _server(
@@ -480,43 +606,27 @@ def _server(
     shared: _Shared,
     prefix: str = f"{NAMESPACE}:",
 ) -> DevServerSettings | None:
-    user = r.required(
-        "user",
-        USER_RE,
-        "a Linux login name: lower case, digits, _ or -, at most 32",
-        "the Linux login name on the machine, e.g. alice",
-    )
-    if user and (user in RESERVED_USERS or user.startswith(("nixbld", "systemd-"))):
-        r.fail(
-            r.label("user"),
-            user,
-            "a login name NixOS does not reserve (not root, nobody, docker, …)",
-        )
+    user = _user(r)
     github_user = r.required(
         "githubUser",
         GITHUB_USER_RE,
         "a GitHub user name (letters, digits, single hyphens, at most 39)",
         "the GitHub account whose public keys may log in",
     )
-    flake = r.required(
-        "flake",
-        FLAKE_RE,
-        "a flake reference with a scheme (github:, git+https:, path:, …) and only URL characters",
-        "the shared flake, e.g. github:acme/infra?dir=nix",
-    )
+    flake = _flake(r)
     full_name = r.text(
-        "fullName", FULL_NAME_RE, "1-100 printable characters without quotes, $ or \\"
+        "fullName",
+        FULL_NAME_RE,
+        "1-100 printable characters without \", `, $, \\ or : (':' separates /etc/passwd fields)",
     )
-    email = r.text("email", EMAIL_RE, "an email address")
+    email = _email(r)
     host_name = r.text(
         "hostName",
         HOST_RE,
         "a host name: lower case letters, digits and -, at most 63",
         default=default_host,
     )
-    release = r.text(
-        "nixosRelease", RELEASE_RE, "a NixOS release like 26.05", default=DEFAULT_NIXOS_RELEASE
-    )
+    release = _release(r)
     ami_id = r.text("amiId", AMI_RE, "an AMI id like ami-0123456789abcdef0")
     home_volume_id = r.text(
         "homeVolumeId", VOLUME_RE, "an EBS volume id like vol-0123456789abcdef0"
@@ -537,7 +647,8 @@ def _server(
     if zone and not zone.startswith(region):
         r.fail(r.label("availabilityZone"), zone, f"an availability zone of {region}")
     cidrs = _cidrs(r)
-    machine = _machine(r, types)
+    machine = _machine(r, types, prefix)
+    size_key = r.label("homeVolumeGiB") if r.source.get("homeVolumeGiB") is not None else None
     if machine is None or not (user and github_user and flake) or r.errors:
         return None
     return DevServerSettings(
@@ -553,7 +664,7 @@ def _server(
         machine=machine,
         network=NetworkSettings(cidrs, vpc_id, subnet_id, zone),
         image=ImageSettings(release or DEFAULT_NIXOS_RELEASE, ami_id),
-        home=HomeSettings(protect is not False, home_volume_id),
+        home=HomeSettings(protect is not False, home_volume_id, size_key),
         deploy=deploy is not False,
         github_token=shared.github_token,
         token_kms_key_arn=shared.token_kms_key_arn,
@@ -561,6 +672,76 @@ def _server(
         running=state != "stopped",
         config_prefix=prefix,
     )
+
+
+def _user(r: _Reader) -> str:
+    user = r.required(
+        "user",
+        USER_RE,
+        "a Linux login name: lower case, digits, _ or -, at most 31 (NixOS's limit)",
+        "the Linux login name on the machine, e.g. alice",
+    )
+    if user and (user in RESERVED_USERS or user.startswith(RESERVED_USER_PREFIXES)):
+        r.fail(
+            r.label("user"),
+            user,
+            "a login name that is not already a system account on the machine "
+            "(root, sshd, docker, ssm-user, devserver-keys, nixbld*, systemd-*, …)",
+        )
+    return user
+
+
+def _flake(r: _Reader) -> str:
+    allowed = (
+        "a flake reference with a remote scheme (github:, gitlab:, sourcehut:, git+https:, "
+        "git+ssh:, https:, tarball+https:) and only URL characters"
+    )
+    found = r.source.get("flake")
+    value = found[0] if found else None
+    if isinstance(value, str) and LOCAL_FLAKE_RE.match(value):
+        r.fail(
+            r.label("flake"),
+            value,
+            f"{allowed}, not a local path: Nix would copy that directory into the "
+            "world-readable /nix/store as root; push the flake to a repository instead",
+        )
+        return ""
+    if isinstance(value, str) and INDIRECT_FLAKE_RE.fullmatch(value):
+        r.fail(
+            r.label("flake"),
+            value,
+            f"{allowed}, not a registry id: the machine's flake registry decides what it "
+            "means and may point it at a local path",
+        )
+        return ""
+    return r.required(
+        "flake", FLAKE_RE, allowed, "the shared flake, e.g. github:acme/infra?dir=nix"
+    )
+
+
+def _email(r: _Reader) -> str | None:
+    email = r.text(
+        "email", EMAIL_RE, "an email address without spaces, quotes or control characters"
+    )
+    if email is not None and len(email) > MAX_EMAIL_LENGTH:
+        r.fail(
+            r.label("email"), email, f"an email address of at most {MAX_EMAIL_LENGTH} characters"
+        )
+        return None
+    return email
+
+
+def _release(r: _Reader) -> str | None:
+    allowed = "a NixOS release like 26.05 (year.month, both two digits)"
+    found = r.source.get("nixosRelease")
+    # The CLI hands a YAML number over as its shortest text: `26.10` arrives as "26.1".
+    if found is not None and isinstance(found[0], str) and re.fullmatch(r"\d{2}\.\d", found[0]):
+        r.errors.append(
+            f"{found[1]} must be {allowed}, got {found[0]!r}: a bare 26.10 in YAML is the number "
+            f'26.1, so write the release in quotes ("26.10")'
+        )
+        return None
+    return r.text("nixosRelease", RELEASE_RE, allowed, default=DEFAULT_NIXOS_RELEASE)
 
 
 @dataclass(frozen=True)
@@ -581,6 +762,88 @@ def _secret(config: pulumi.Config, key: str, errors: list[str]) -> pulumi.Output
         )
         return None
     return config.require_secret(key)
+
+
+def _check_token_shape(errors: list[str]) -> None:
+    """A pasted token often carries a newline; refused (never trimmed or echoed): what is stored
+    is exactly what reaches the machine."""
+    full = f"{NAMESPACE}:githubToken"
+    raw = pulumi.runtime.get_config(full)
+    if isinstance(raw, str) and not TOKEN_RE.fullmatch(raw):
+        errors.append(
+            f"{full} must be the token alone, without spaces, newlines or control characters "
+            "(value not shown): set it again with "
+            f'`printf %s "$TOKEN" | pulumi config set --secret {full}`'
+        )
+
+
+def _check_deploy_key_shape(errors: list[str]) -> None:
+    """The deploy key is used deep inside provider calls; its shape is checked here, from the raw
+    config value, so a wrong paste fails before anything is registered. Never echoed."""
+    full = f"{NAMESPACE}:deployPrivateKey"
+    raw = pulumi.runtime.get_config(full)
+    problem = _openssh_key_problem(raw if isinstance(raw, str) else "")
+    if problem:
+        errors.append(
+            f"{full} must be an unencrypted OpenSSH private key ({OPENSSH_KEY_BEGIN} … "
+            f"{OPENSSH_KEY_END}, as ssh-keygen -t ed25519 -N '' writes it), but {problem} "
+            "(value not shown)"
+        )
+
+
+def _openssh_key_problem(text: str) -> str | None:
+    """What is wrong with an OpenSSH private key's armour and header, or None."""
+    lines = text.strip().splitlines()
+    if len(lines) < 3 or lines[0].strip() != OPENSSH_KEY_BEGIN:
+        return f"it does not start with {OPENSSH_KEY_BEGIN}"
+    if lines[-1].strip() != OPENSSH_KEY_END:
+        return f"it does not end with {OPENSSH_KEY_END}"
+    try:
+        body = base64.b64decode("".join(line.strip() for line in lines[1:-1]), validate=True)
+    except (binascii.Error, ValueError):
+        return "its body is not base64"
+    if not body.startswith(OPENSSH_KEY_MAGIC):
+        return "its body is not an openssh-key-v1 key"
+    rest = body[len(OPENSSH_KEY_MAGIC) :]
+    length = int.from_bytes(rest[:4], "big")
+    if rest[4 : 4 + length] != b"none":
+        return "it is protected by a passphrase, which the deployment cannot enter"
+    return None
+
+
+def _kms_key(top: _Reader, region: str, has_token: bool) -> str | None:
+    """The token secret's KMS key: in the stack's own partition and region (a multi-region key
+    by the ARN of its replica there), and only with a token to encrypt."""
+    label = f"{NAMESPACE}:githubTokenKmsKeyArn"
+    arn = top.text(
+        "githubTokenKmsKeyArn",
+        KMS_KEY_ARN_RE,
+        "a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id or mrk-… multi-region id>)",
+    )
+    if arn is None:
+        return None
+    match = KMS_KEY_ARN_RE.fullmatch(arn)
+    assert match is not None, "text() checked the pattern"
+    partition = _partition(region)
+    if match["partition"] != partition or match["region"] != region:
+        top.fail(
+            label,
+            arn,
+            f"a key in the stack's region {region} (partition {partition}): Secrets Manager only "
+            "uses keys of its own region; for a multi-region key give its replica's ARN there",
+        )
+        return None
+    if not has_token:
+        top.errors.append(
+            f"{label} is set but unused: there is no {NAMESPACE}:githubToken to encrypt; "
+            f"remove it or set the token"
+        )
+        return None
+    return arn
+
+
+def _partition(region: str) -> str:
+    return next((p for prefix, p in PARTITIONS if region.startswith(prefix)), "aws")
 
 
 def _unknown_keys(errors: list[str]) -> None:
@@ -605,19 +868,21 @@ def load(types: InstanceTypes, config: pulumi.Config | None = None) -> StackSett
         errors.append(f"aws:region must be an AWS region such as eu-west-1, got {region or None!r}")
     stack = pulumi.get_stack()
     top = _Reader(_ConfigSource(config), errors)
-    kms = top.text(
-        "githubTokenKmsKeyArn",
-        KMS_KEY_ARN_RE,
-        "a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)",
-    )
-    shared = _Shared(_secret(config, "githubToken", errors), kms)
+    token = _secret(config, "githubToken", errors)
+    if token is not None:
+        _check_token_shape(errors)
+    has_token = bool(pulumi.runtime.get_config(f"{NAMESPACE}:githubToken"))
+    shared = _Shared(token, _kms_key(top, region, has_token))
     deploy_private_key = _secret(config, "deployPrivateKey", errors)
+    if deploy_private_key is not None:
+        _check_deploy_key_shape(errors)
     retention = top.integer("snapshotRetentionDays", 1, 365, DEFAULT_SNAPSHOT_RETENTION_DAYS)
     snapshots = top.boolean("snapshots", default=True)
-    if errors:
-        raise SettingsError(_report(errors))
 
-    raw_servers = top.string_list("servers")
+    # Problems above do not stop the servers from being checked: every problem shows at once.
+    raw_servers = top.string_list(
+        "servers", '[{"name": "alice", "user": "alice", "githubUser": "alice"}]'
+    )
     servers: list[DevServerSettings | None] = []
     if raw_servers is None:
         servers.append(
@@ -634,7 +899,8 @@ def load(types: InstanceTypes, config: pulumi.Config | None = None) -> StackSett
     else:
         servers.extend(_fleet(raw_servers, top, region, stack, types, shared))
     if errors or None in servers:
-        raise SettingsError(_report(errors or ["the stack configuration is incomplete"]))
+        problems = errors or ["the stack configuration is incomplete"]
+        raise SettingsError(report(problems), problems)
     return StackSettings(
         servers=tuple(s for s in servers if s is not None),
         fleet=raw_servers is not None,
@@ -654,10 +920,12 @@ def _fleet(
     types: InstanceTypes,
     shared: _Shared,
 ) -> Iterator[DevServerSettings | None]:
+    """Each entry is checked in full even when another (or itself) has a problem already."""
     label = f"{NAMESPACE}:servers"
     if not raw:
         top.fail(label, raw, "a non-empty list of servers, each with at least a name")
-    seen: dict[str, dict[str, str]] = {"name": {}, "user": {}, "hostName": {}}
+    _no_fleet_wide_home_volume(top)
+    seen: dict[str, dict[str, str]] = {key: {} for key in UNIQUE_PER_SERVER}
     for i, entry in enumerate(raw):
         where = f"{label}[{i}]"
         if not isinstance(entry, dict):
@@ -666,6 +934,7 @@ def _fleet(
                 entry,
                 'an object such as {"name": "alice", "user": "alice", "githubUser": "alice"}',
             )
+            yield None
             continue
         unknown = sorted(set(entry) - set(SERVER_KEYS))
         if unknown:
@@ -673,7 +942,6 @@ def _fleet(
                 f"{where} has unknown keys {', '.join(unknown)}: "
                 f"allowed are {', '.join(SERVER_KEYS)}"
             )
-            continue
         name = entry.get("name")
         if not isinstance(name, str) or not HOST_RE.fullmatch(name) or name == "devserver":
             top.fail(
@@ -681,31 +949,59 @@ def _fleet(
                 name,
                 "a server name: lower case letters, digits and -, at most 63, not 'devserver'",
             )
-            continue
-        reader = _Reader(_Chain(_DictSource(entry, f"{where}.{{key}}"), top.source), top.errors)
+            name = None
+        known = {k: v for k, v in entry.items() if k in SERVER_KEYS}
+        reader = _Reader(_Chain(_DictSource(known, f"{where}.{{key}}"), top.source), top.errors)
         server = _server(
             reader,
-            name=name,
-            default_host=name,
+            name=name or f"server-{i}",
+            default_host=name or f"server-{i}",
             region=region,
             stack=stack,
             types=types,
             shared=shared,
             prefix=f"{where}.",
         )
-        if server is not None:
-            for key, value in (
-                ("name", name),
-                ("user", server.user),
-                ("hostName", server.host_name),
-            ):
-                if value in seen[key]:
-                    top.errors.append(
-                        f"{where}.{key} {value!r} is already used by {seen[key][value]}: "
-                        f"each server needs its own {key}"
-                    )
-                seen[key][value] = where
-        yield server
+        _check_unique(reader, where, name, seen)
+        yield server if name is not None else None
+
+
+# What two servers of a fleet may never share; a shared homeVolumeId would mount one person's
+# /home on another's machine.
+UNIQUE_PER_SERVER = ("name", "user", "hostName", "homeVolumeId")
+
+
+def _check_unique(
+    reader: _Reader, where: str, name: str | None, seen: dict[str, dict[str, str]]
+) -> None:
+    """Refuse a value another entry already uses, naming both entries (read quietly: the entry's
+    own problems are reported by `_server`)."""
+    quiet = _Reader(reader.source, [])
+    values = {
+        "name": name,
+        "user": quiet.text("user"),
+        "hostName": quiet.text("hostName") or name,
+        "homeVolumeId": quiet.text("homeVolumeId"),
+    }
+    for key, value in values.items():
+        if value is None:
+            continue
+        if value in seen[key]:
+            reader.errors.append(
+                f"{where}.{key} {value!r} is already used by {seen[key][value]}: "
+                f"each server needs its own {key}"
+            )
+        else:
+            seen[key][value] = where
+
+
+def _no_fleet_wide_home_volume(top: _Reader) -> None:
+    if top.source.get("homeVolumeId") is not None:
+        top.errors.append(
+            f"{NAMESPACE}:homeVolumeId cannot be set for a whole fleet: every server would "
+            f"mount the same /home; set homeVolumeId in the one {NAMESPACE}:servers[i] entry "
+            "it belongs to"
+        )
 
 
 def _host_name(text: str) -> str:
@@ -713,5 +1009,6 @@ def _host_name(text: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63].rstrip("-") or "devserver"
 
 
-def _report(errors: list[str]) -> str:
+def report(errors: list[str]) -> str:
+    """The message of a SettingsError: every problem once, one per line."""
     return "invalid stack configuration:\n  - " + "\n  - ".join(dict.fromkeys(errors))
