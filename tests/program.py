@@ -9,6 +9,7 @@ secret markers kept), resource options and parents, invokes, and the resolved st
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import runpy
@@ -59,6 +60,31 @@ VOLUMES = {
     "vol-0123456789abcdef0": ("eu-west-1b", True, 200),
     "vol-0deadbeefdeadbeef": ("eu-west-1a", False, 100),
 }
+
+
+def fake_openssh_private_key(cipher: str = "none") -> str:
+    """A private key in OpenSSH's armour and header (openssh-key-v1, PROTOCOL.key) whose key
+    material is obviously fake: the program checks the shape, never the key."""
+
+    def string(data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + data
+
+    body = (
+        b"openssh-key-v1\x00"
+        + string(cipher.encode())
+        + string(b"none" if cipher == "none" else b"bcrypt")
+        + string(b"")
+        + (1).to_bytes(4, "big")
+        + string(b"FAKE-PUBLIC-KEY-FOR-TESTS")
+        + string(b"FAKE-PRIVATE-KEY-FOR-TESTS")
+    )
+    text = base64.b64encode(body).decode()
+    lines = [text[i : i + 70] for i in range(0, len(text), 70)]
+    return (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+        + "\n".join(lines)
+        + "\n-----END OPENSSH PRIVATE KEY-----\n"
+    )
 
 
 class AwsError(Exception):

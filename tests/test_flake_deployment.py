@@ -11,7 +11,15 @@ import pytest
 
 from components.flake_deployment import apply_command
 from components.host_flake import HostFlake, nix_string
-from tests.program import FAKE_TOKEN, ProgramRun, Registered, comparable, reveal, walk_strings
+from tests.program import (
+    FAKE_TOKEN,
+    ProgramRun,
+    Registered,
+    comparable,
+    fake_openssh_private_key,
+    reveal,
+    walk_strings,
+)
 
 Run = Callable[..., ProgramRun]
 COMMAND = "command:remote:Command"
@@ -74,7 +82,7 @@ def test_deploy_key_is_generated_and_travels_only_as_a_secret(program: Run) -> N
 
 
 def test_given_deploy_key_is_used_instead_of_a_generated_one(program: Run) -> None:
-    run = program(secrets={"devserver:deployPrivateKey": "fake-openssh-private-key-from-config"})
+    run = program(secrets={"devserver:deployPrivateKey": fake_openssh_private_key()})
     assert run.of_type("tls:index/privateKey:PrivateKey") == []
     assert (
         run.one("aws:ec2/keyPair:KeyPair")

@@ -80,12 +80,12 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], str]] = [
     (
         "user root",
         {"devserver:user": "root"},
-        "devserver:user must be a login name NixOS does not reserve",
+        "devserver:user must be a login name that is not already a system account",
     ),
     (
         "user nixbld",
         {"devserver:user": "nixbld7"},
-        "devserver:user must be a login name NixOS does not reserve",
+        "devserver:user must be a login name that is not already a system account",
     ),
     ("user capitals", {"devserver:user": "Alice"}, "devserver:user must be a Linux login name"),
     ("user space", {"devserver:user": "alice smith"}, "got 'alice smith'"),
@@ -161,7 +161,7 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], str]] = [
     (
         "flake no scheme",
         {"devserver:flake": "acme/infra"},
-        "devserver:flake must be a flake reference with a scheme",
+        "devserver:flake must be a flake reference with a remote scheme",
     ),
     (
         "spot price negative",

@@ -123,14 +123,38 @@ def ebs_encrypted(resource: Resource) -> list[str]:
 
 # --- SSH from the whole internet --------------------------------------------------------------
 
+# The narrowest network a single SSH rule may be wider than, per IP version (the program's own
+# minimum for devserver:sshAllowedCidrs): a /7 IPv4 or /31 IPv6 rule is refused.
+MIN_SSH_PREFIX = {4: 8, 6: 32}
+WHOLE_INTERNET = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
-def _is_whole_internet(cidr: Any) -> bool:
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _network(cidr: Any) -> Network | None:
     if not isinstance(cidr, str):
-        return False
+        return None
     try:
-        return ipaddress.ip_network(cidr, strict=False).prefixlen == 0
+        return ipaddress.ip_network(cidr, strict=False)
     except ValueError:
-        return False
+        return None
+
+
+def _too_wide(cidr: Any) -> bool:
+    network = _network(cidr)
+    return network is not None and network.prefixlen < MIN_SSH_PREFIX[network.version]
+
+
+def _covered_families(cidrs: list[Any]) -> list[str]:
+    """The whole-internet networks that the CIDRs cover together but no single one does (two /1
+    halves are a /0; a /0 itself is reported as too wide)."""
+    networks = [n for n in map(_network, cidrs) if n is not None]
+    covered = []
+    for whole in WHOLE_INTERNET:
+        family = [n for n in networks if n.version == whole.version]
+        if whole not in family and whole in ipaddress.collapse_addresses(family):  # type: ignore[type-var]
+            covered.append(str(whole))
+    return covered
 
 
 def _reaches_ssh(protocol: Any, from_port: Any, to_port: Any) -> bool:
@@ -146,43 +170,99 @@ def _reaches_ssh(protocol: Any, from_port: Any, to_port: Any) -> bool:
 
 
 def _open_ssh_message(where: str, cidrs: list[Any]) -> str:
-    world = ", ".join(map(str, cidrs))
-    return f"{where} opens SSH (port {SSH_PORT}) to {world}; use devserver:sshAllowedCidrs"
+    wide = ", ".join(map(str, cidrs))
+    return (
+        f"{where} opens SSH (port {SSH_PORT}) to {wide}, wider than "
+        f"/{MIN_SSH_PREFIX[4]} (IPv4) or /{MIN_SSH_PREFIX[6]} (IPv6); use devserver:sshAllowedCidrs"
+    )
+
+
+def _pieces_message(where: str, cidrs: list[Any], covered: list[str]) -> str:
+    return (
+        f"{where} together open SSH (port {SSH_PORT}) to the whole internet "
+        f"({', '.join(covered)}) in pieces: {', '.join(map(str, cidrs))}; "
+        "use devserver:sshAllowedCidrs"
+    )
+
+
+def _ssh_cidrs(resource: Resource) -> list[tuple[str, list[Any]]]:
+    """(where, CIDRs) of each ingress rule in the resource that reaches SSH."""
+    props = resource.props
+    found: list[tuple[str, list[Any]]] = []
+    if resource.type == SECURITY_GROUP:
+        for index, rule in enumerate(_items(props.get("ingress"))):
+            rule = _mapping(rule)
+            if _reaches_ssh(rule.get("protocol"), rule.get("fromPort"), rule.get("toPort")):
+                cidrs = _items(rule.get("cidrBlocks")) + _items(rule.get("ipv6CidrBlocks"))
+                found.append((f"ingress[{index}]", cidrs))
+    elif resource.type == SECURITY_GROUP_RULE:
+        if props.get("type") == "ingress" and _reaches_ssh(
+            props.get("protocol"), props.get("fromPort"), props.get("toPort")
+        ):
+            cidrs = _items(props.get("cidrBlocks")) + _items(props.get("ipv6CidrBlocks"))
+            found.append(("security group rule", cidrs))
+    elif resource.type == SECURITY_GROUP_INGRESS_RULE and _reaches_ssh(
+        props.get("ipProtocol"), props.get("fromPort"), props.get("toPort")
+    ):
+        cidrs = [c for c in (props.get("cidrIpv4"), props.get("cidrIpv6")) if c is not None]
+        found.append(("ingress rule", cidrs))
+    return found
 
 
 def no_ssh_from_anywhere(resource: Resource) -> list[str]:
-    """No ingress rule opens port 22 to 0.0.0.0/0 or ::/0, in any of the three ways to write one."""
-    props = resource.props
-    if resource.type == SECURITY_GROUP:
-        violations = []
-        for index, rule in enumerate(_items(props.get("ingress"))):
-            rule = _mapping(rule)
-            cidrs = _items(rule.get("cidrBlocks")) + _items(rule.get("ipv6CidrBlocks"))
-            world = [cidr for cidr in cidrs if _is_whole_internet(cidr)]
-            if world and _reaches_ssh(
-                rule.get("protocol"), rule.get("fromPort"), rule.get("toPort")
-            ):
-                violations.append(_open_ssh_message(f"ingress[{index}]", world))
-        return violations
-    if resource.type == SECURITY_GROUP_RULE:
-        if props.get("type") != "ingress":
-            return []
-        cidrs = _items(props.get("cidrBlocks")) + _items(props.get("ipv6CidrBlocks"))
-        world = [cidr for cidr in cidrs if _is_whole_internet(cidr)]
-        if world and _reaches_ssh(
-            props.get("protocol"), props.get("fromPort"), props.get("toPort")
-        ):
-            return [_open_ssh_message("security group rule", world)]
-        return []
-    if resource.type == SECURITY_GROUP_INGRESS_RULE:
-        cidrs = [props.get("cidrIpv4"), props.get("cidrIpv6")]
-        world = [cidr for cidr in cidrs if _is_whole_internet(cidr)]
-        if world and _reaches_ssh(
-            props.get("ipProtocol"), props.get("fromPort"), props.get("toPort")
-        ):
-            return [_open_ssh_message("ingress rule", world)]
-        return []
-    return []
+    """No ingress rule opens port 22 to a network wider than /8 (IPv4) or /32 (IPv6), and no
+    resource's rules cover the whole internet together, in any of the three ways to write one."""
+    violations = []
+    every: list[Any] = []
+    for where, cidrs in _ssh_cidrs(resource):
+        wide = [cidr for cidr in cidrs if _too_wide(cidr)]
+        if wide:
+            violations.append(_open_ssh_message(where, wide))
+        every += cidrs
+    covered = _covered_families(every)
+    if covered:
+        where = "ingress rules" if resource.type == SECURITY_GROUP else "its CIDRs"
+        violations.append(_pieces_message(where, every, covered))
+    return violations
+
+
+@dataclass(frozen=True)
+class StackResource:
+    """A resource of the whole stack, for stack policies: its URN and its parent's too."""
+
+    type: str
+    props: Mapping[str, Any]
+    urn: str
+    parent_urn: str | None = None
+    parent_type: str | None = None
+
+
+def _group_of(resource: StackResource) -> str:
+    """The security group a separate rule belongs to: its parent group (what this program does;
+    known at preview) or the `securityGroupId` it names."""
+    if resource.parent_type == SECURITY_GROUP and resource.parent_urn:
+        return resource.parent_urn
+    group = resource.props.get("securityGroupId")
+    return group if isinstance(group, str) else resource.urn
+
+
+def no_ssh_from_anywhere_in_pieces(resources: Sequence[StackResource]) -> list[tuple[str, str]]:
+    """No security group's separate SSH rules cover the whole internet together (0.0.0.0/1 and
+    128.0.0.0/1 are 0.0.0.0/0); returns (message, URN of the group's first rule)."""
+    groups: dict[str, list[tuple[str, list[Any]]]] = {}
+    for r in resources:
+        if r.type not in (SECURITY_GROUP_RULE, SECURITY_GROUP_INGRESS_RULE):
+            continue
+        for _, cidrs in _ssh_cidrs(Resource(r.type, r.props)):
+            groups.setdefault(_group_of(r), []).append((r.urn, cidrs))
+    violations = []
+    for group, rules in groups.items():
+        every = [cidr for _, cidrs in rules for cidr in cidrs]
+        covered = _covered_families(every)
+        if covered:
+            message = _pieces_message(f"the SSH rules of security group {group}", every, covered)
+            violations.append((message, rules[0][0]))
+    return violations
 
 
 # --- IAM --------------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ def test_pack_announces_its_policies_as_mandatory(analyzer: analyzer_pb2_grpc.An
             "iam-least-privilege",
             "home-volume-protected",
             "no-token-in-user-data",
+            "no-ssh-from-anywhere-in-pieces",
         ],
         analyzer_pb2.MANDATORY,
     )

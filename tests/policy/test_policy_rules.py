@@ -15,8 +15,11 @@ import pytest
 from pulumi_policy import (
     EnforcementLevel,
     PolicyCustomTimeouts,
+    PolicyResource,
     PolicyResourceOptions,
     ResourceValidationArgs,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 from pulumi_policy.proxy import unknown_checking_proxy
 
@@ -32,17 +35,22 @@ CLASSIC_TOKEN = "gh" + "p_" + "A1b2" * 9
 FINE_GRAINED_TOKEN = "github" + "_pat_" + "11AAAA" + "x" * 16 + "_" + "Y" * 59
 
 
-def run_policy(policy_name: str, resource: rules.Resource) -> list[str]:
-    """Call the registered policy's own `validate` and collect what it reports."""
-    policy = next(p for p in POLICIES if p.name == policy_name)
-    opts = PolicyResourceOptions(
-        protect=resource.protect,
+def policy_opts(protect: bool = False) -> PolicyResourceOptions:
+    return PolicyResourceOptions(
+        protect=protect,
         ignore_changes=[],
         delete_before_replace=None,
         aliases=[],
         custom_timeouts=PolicyCustomTimeouts(0, 0, 0),
         additional_secret_outputs=[],
     )
+
+
+def run_policy(policy_name: str, resource: rules.Resource) -> list[str]:
+    """Call the registered policy's own `validate` and collect what it reports."""
+    policy = next(p for p in POLICIES if p.name == policy_name)
+    assert not isinstance(policy, StackValidationPolicy)
+    opts = policy_opts(resource.protect)
     args = ResourceValidationArgs(
         resource_type=resource.type,
         props=unknown_checking_proxy(dict(resource.props)),
@@ -75,6 +83,7 @@ def test_every_policy_blocks_the_deployment() -> None:
         "iam-least-privilege": EnforcementLevel.MANDATORY,
         "home-volume-protected": EnforcementLevel.MANDATORY,
         "no-token-in-user-data": EnforcementLevel.MANDATORY,
+        "no-ssh-from-anywhere-in-pieces": EnforcementLevel.MANDATORY,
     }
 
 
@@ -251,6 +260,165 @@ def test_ssh_open_to_the_world_is_refused(resource_type: str, props: dict[str, A
 @pytest.mark.parametrize(("resource_type", "props"), CLOSED_SSH)
 def test_ssh_limited_to_known_addresses_passes(resource_type: str, props: dict[str, Any]) -> None:
     assert check("no-ssh-from-anywhere", rules.no_ssh_from_anywhere, resource_type, props) == []
+
+
+def ssh_inline(*cidrs: str) -> dict[str, Any]:
+    """A security group with one inline TCP/22 rule per CIDR."""
+    rules_ = []
+    for cidr in cidrs:
+        key = "ipv6CidrBlocks" if ":" in cidr else "cidrBlocks"
+        rules_.append({"protocol": "tcp", "fromPort": 22.0, "toPort": 22.0, key: [cidr]})
+    return {"ingress": rules_}
+
+
+EIGHTS = [f"{i}.0.0.0/8" for i in range(256)]
+
+SPLIT_SSH = [
+    pytest.param(
+        rules.SECURITY_GROUP, ssh_inline("0.0.0.0/1", "128.0.0.0/1"), "0.0.0.0/0", id="v4-halves"
+    ),
+    pytest.param(
+        rules.SECURITY_GROUP,
+        ssh_inline("0.0.0.0/2", "64.0.0.0/2", "128.0.0.0/2", "192.0.0.0/2"),
+        "0.0.0.0/0",
+        id="v4-quarters",
+    ),
+    pytest.param(rules.SECURITY_GROUP, ssh_inline("::/1", "8000::/1"), "::/0", id="v6-halves"),
+    pytest.param(rules.SECURITY_GROUP, ssh_inline(*EIGHTS), "0.0.0.0/0", id="256-slash-8s"),
+    pytest.param(
+        rules.SECURITY_GROUP_RULE,
+        {
+            "type": "ingress",
+            "protocol": "tcp",
+            "fromPort": 22.0,
+            "toPort": 22.0,
+            "cidrBlocks": EIGHTS,
+        },
+        "0.0.0.0/0",
+        id="one-rule-many-blocks",
+    ),
+]
+
+
+@pytest.mark.parametrize(("resource_type", "props", "whole"), SPLIT_SSH)
+def test_ssh_open_to_the_world_in_pieces_is_refused(
+    resource_type: str, props: dict[str, Any], whole: str
+) -> None:
+    violations = check("no-ssh-from-anywhere", rules.no_ssh_from_anywhere, resource_type, props)
+    assert any(
+        f"together open SSH (port 22) to the whole internet ({whole})" in v for v in violations
+    ), violations
+
+
+@pytest.mark.parametrize(
+    "cidr", ["0.0.0.0/1", "10.0.0.0/7", "64.0.0.0/4", "2000::/3", "2001:db8::/31"]
+)
+def test_one_rule_wider_than_the_minimum_prefix_is_refused(cidr: str) -> None:
+    props = ssh_inline(cidr)
+    violations = check(
+        "no-ssh-from-anywhere", rules.no_ssh_from_anywhere, rules.SECURITY_GROUP, props
+    )
+    assert violations and f"opens SSH (port 22) to {cidr}, wider than /8" in violations[0]
+
+
+@pytest.mark.parametrize("cidr", ["10.0.0.0/8", "203.0.113.0/24", "2001:db8::/32"])
+def test_one_rule_at_the_minimum_prefix_passes(cidr: str) -> None:
+    props = ssh_inline(cidr)
+    assert (
+        check("no-ssh-from-anywhere", rules.no_ssh_from_anywhere, rules.SECURITY_GROUP, props) == []
+    )
+
+
+def policy_resource(
+    type_: str, props: dict[str, Any], name: str, parent: PolicyResource | None = None
+) -> PolicyResource:
+    return PolicyResource(
+        resource_type=type_,
+        props=unknown_checking_proxy(props),
+        urn=f"urn:pulumi:dev::devserver::{type_}::{name}",
+        name=name,
+        opts=policy_opts(),
+        provider=None,
+        parent=parent,
+        dependencies=[],
+        property_dependencies={},
+    )
+
+
+def ingress_rules(
+    group: PolicyResource | None, cidrs: list[str], **props: Any
+) -> list[PolicyResource]:
+    found = []
+    for i, cidr in enumerate(cidrs):
+        key = "cidrIpv6" if ":" in cidr else "cidrIpv4"
+        found.append(
+            policy_resource(
+                rules.SECURITY_GROUP_INGRESS_RULE,
+                {"ipProtocol": "tcp", "fromPort": 22.0, "toPort": 22.0, key: cidr, **props},
+                f"rule-{i}",
+                group,
+            )
+        )
+    return found
+
+
+def run_stack_policy(resources: list[PolicyResource]) -> list[tuple[str, str | None]]:
+    """Call the registered stack policy's own `validate` and collect what it reports."""
+    policy = next(p for p in POLICIES if p.name == "no-ssh-from-anywhere-in-pieces")
+    assert isinstance(policy, StackValidationPolicy)
+    reported: list[tuple[str, str | None]] = []
+    policy.validate(
+        StackValidationArgs(resources), lambda message, urn=None: reported.append((message, urn))
+    )
+    return reported
+
+
+def group(name: str) -> PolicyResource:
+    return policy_resource(rules.SECURITY_GROUP, {}, name)
+
+
+@pytest.mark.parametrize(
+    "cidrs",
+    [
+        ["0.0.0.0/1", "128.0.0.0/1"],
+        ["128.0.0.0/1", "0.0.0.0/2", "64.0.0.0/2"],
+        ["::/1", "8000::/1"],
+        EIGHTS,
+    ],
+    ids=["v4-halves", "v4-mixed", "v6-halves", "256-slash-8s"],
+)
+def test_separate_rules_of_one_group_covering_the_internet_are_refused(cidrs: list[str]) -> None:
+    sg = group("devserver-ssh")
+    reported = run_stack_policy([sg, *ingress_rules(sg, cidrs)])
+    assert len(reported) == 1, reported
+    message, urn = reported[0]
+    assert "together open SSH (port 22) to the whole internet" in message
+    assert sg.urn in message, "the message names the security group"
+    assert urn is not None and urn.endswith("::rule-0")
+
+
+def test_separate_rules_grouped_by_security_group_id_without_a_parent() -> None:
+    loose = ingress_rules(None, ["0.0.0.0/1", "128.0.0.0/1"], securityGroupId="sg-0123")
+    assert len(run_stack_policy(loose)) == 1
+
+
+def test_halves_in_two_different_groups_are_not_one_opening() -> None:
+    a, b = group("a"), group("b")
+    resources = [a, b, *ingress_rules(a, ["10.0.0.0/8"]), *ingress_rules(b, ["11.0.0.0/8"])]
+    assert run_stack_policy(resources) == []
+
+
+def test_the_programs_own_rules_pass_the_stack_policy() -> None:
+    sg = group("devserver-ssh")
+    assert (
+        run_stack_policy([sg, *ingress_rules(sg, ["203.0.113.7/32", "2001:db8:1234::/48"])]) == []
+    )
+
+
+def test_non_ssh_rules_do_not_count_towards_the_internet() -> None:
+    sg = group("web")
+    https = ingress_rules(sg, ["0.0.0.0/1", "128.0.0.0/1"], fromPort=443.0, toPort=443.0)
+    assert run_stack_policy([sg, *https]) == []
 
 
 # --- IAM --------------------------------------------------------------------------------------
