@@ -493,8 +493,8 @@ def _spot_max_price(m: _Reader, spot: bool | None, prefix: str) -> str | None:
         # The fix is in the stack config (never in a preset file), whichever source set spot.
         m.errors.append(
             f"{m.label('spotMaxPrice')} is set to {max_price!r} but the machine is on-demand "
-            f"({m.label('spot')} is false): remove {m.label('spotMaxPrice')}, or make it a spot "
-            f"machine with {prefix}spot: true or a -spot {prefix}preset"
+            f"({m.label('spot')} is false): remove {m.label('spotMaxPrice')}, or set "
+            f"{prefix}spot to true (or {prefix}preset to a -spot preset)"
         )
     return max_price
 

@@ -285,12 +285,12 @@ REFUSED: list[tuple[str, list[Value]]] = [
             ),
             Value(
                 {"devserver:spotMaxPrice": "0.1"},
-                ("devserver:spotMaxPrice", "devserver:spot: true"),
+                ("devserver:spotMaxPrice", "set devserver:spot to true"),
                 never_says=("set spot of presets",),
             ),
             Value(
                 fleet({**ALICE, "spotMaxPrice": "0.1"}),
-                ("devserver:servers[0].spotMaxPrice", "devserver:servers[0].spot: true"),
+                ("devserver:servers[0].spotMaxPrice", "set devserver:servers[0].spot to true"),
                 never_says=("set spot of presets",),
             ),
         ],
