@@ -109,3 +109,48 @@ def test_pack_sees_the_protect_option_of_the_home_volume(
     home = {"encrypted": True, "tags": {"devserver:role": "home"}}
     assert list(analyze(analyzer, "aws:ebs/volume:Volume", home)) == ["home-volume-protected"]
     assert analyze(analyzer, "aws:ebs/volume:Volume", home, protect=True) == {}
+
+
+def test_pack_blocks_ssh_split_into_separate_rules_of_one_group(
+    analyzer: analyzer_pb2_grpc.AnalyzerStub,
+) -> None:
+    group_type = "aws:ec2/securityGroup:SecurityGroup"
+    rule_type = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+    group_urn = f"urn:pulumi:dev::devserver::{group_type}::devserver-ssh"
+
+    def resource(
+        type_: str, name: str, props: dict[str, object], parent: str = ""
+    ) -> analyzer_pb2.AnalyzerResource:
+        properties = struct_pb2.Struct()
+        properties.update(props)
+        return analyzer_pb2.AnalyzerResource(
+            type=type_,
+            properties=properties,
+            urn=f"urn:pulumi:dev::devserver::{type_}::{name}" if parent else group_urn,
+            name=name,
+            options=analyzer_pb2.AnalyzerResourceOptions(),
+            parent=parent,
+        )
+
+    def stack(*halves: str) -> list[str]:
+        rules = [
+            resource(
+                rule_type,
+                f"half-{i}",
+                {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "cidrIpv4": cidr},
+                group_urn,
+            )
+            for i, cidr in enumerate(halves)
+        ]
+        request = analyzer_pb2.AnalyzeStackRequest(
+            resources=[resource(group_type, "devserver-ssh", {}), *rules]
+        )
+        return [
+            d.message
+            for d in analyzer.AnalyzeStack(request).diagnostics
+            if d.policyName == "no-ssh-from-anywhere-in-pieces"
+        ]
+
+    (message,) = stack(*(f"{i}.0.0.0/8" for i in range(256)))
+    assert group_urn in message and "whole internet (0.0.0.0/0)" in message
+    assert stack("203.0.113.7/32", "198.51.100.0/24") == []
