@@ -60,6 +60,13 @@ FLAKE_RE = re.compile(
     r"[A-Za-z0-9._~/:?=&+%@,-]+"
 )
 KMS_KEY_ARN_RE = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}")
+# A KMS key ARN: a single-region key's id is a UUID, a multi-Region key's is mrk- and 32 hex digits.
+KMS_KEY_ARN_PARTS_RE = re.compile(
+    r"arn:(aws|aws-cn|aws-us-gov):kms:([a-z0-9-]+):\d{12}:"
+    r"key/(?:mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+)
+# Highest `devserver:rebuild` generation; any whole number works, this only keeps names short.
+MAX_REBUILD = 999999
 EMAIL_RE = re.compile(r"[^@\s\"'`$\\]+@[^@\s\"'`$\\]+\.[^@\s\"'`$\\]+")
 # Names and emails end up in a Nix string; keep them to printable text without Nix/shell specials.
 FULL_NAME_RE = re.compile(r"[^\"'`$\\\x00-\x1f]{1,100}")
@@ -123,6 +130,40 @@ class HomeSettings:
     existing_volume_id: str | None = None
 
 
+@dataclass(frozen=True)
+class AssumeRole:
+    """One `aws:assumeRoles` entry, as the AWS provider reads it."""
+
+    role_arn: str
+    session_name: str | None = None
+    external_id: str | None = None
+    duration_seconds: int | None = None
+    policy: str | None = None
+    policy_arns: tuple[str, ...] = ()
+    source_identity: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    transitive_tag_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AwsAccess:
+    """The `aws:` credential settings the stack's AWS provider uses, for code that calls AWS itself.
+
+    Environment variables (AWS_PROFILE, AWS_ACCESS_KEY_ID, ...) reach every process Pulumi starts;
+    these stack config keys reach only the AWS provider unless they are passed on.
+    """
+
+    profile: str | None = None
+    assume_roles: tuple[AssumeRole, ...] = ()
+    shared_config_file: str | None = None
+    shared_credentials_file: str | None = None
+    ec2_endpoint: str | None = None
+    sts_endpoint: str | None = None
+    access_key: pulumi.Output[str] | None = None
+    secret_key: pulumi.Output[str] | None = None
+    token: pulumi.Output[str] | None = None
+
+
 def stack_tags(stack: str) -> dict[str, str]:
     """The tags every resource of the stack carries."""
     return {"devserver:stack": stack, "devserver:purpose": "devserver"}
@@ -151,6 +192,12 @@ class DevServerSettings:
     token_kms_key_arn: str | None = None
     idle_stop_minutes: int = 0
     running: bool = True
+    rebuild: int = 0
+    """Rebuild generation: raising it replaces the machine from the current AMI, keeping /home."""
+    ebs_kms_key_arn: str | None = None
+    """Customer KMS key for new root and home volumes (None = the account's EBS default key)."""
+    aws_access: AwsAccess = field(default_factory=lambda: AwsAccess())
+    """How the stack's AWS provider authenticates (the spot-request canceller does the same)."""
     config_prefix: str = f"{NAMESPACE}:"
     """How error messages name this server's keys: `devserver:` or `devserver:servers[2].`."""
 
@@ -344,6 +391,7 @@ SERVER_KEYS = (
     "idleStopMinutes",
     "state",
     "deploy",
+    "rebuild",
 )
 # Keys that only make sense once per stack.
 STACK_KEYS = (
@@ -353,7 +401,12 @@ STACK_KEYS = (
     "deployPrivateKey",
     "snapshots",
     "snapshotRetentionDays",
+    "ebsKmsKeyArn",
 )
+# Secret keys are not declared in Pulumi.yaml: the CLI makes a declared key without a default
+# required, and merges a declared default in plaintext before checking `secret: true` keys are
+# encrypted (pulumi/pulumi pkg/workspace/config.go mergeConfig), so neither can be optional there.
+SECRET_KEYS = ("githubToken", "deployPrivateKey")
 KNOWN_KEYS = frozenset(SERVER_KEYS) - {"name"} | frozenset(STACK_KEYS)
 MACHINE_KEYS = ("arch", "spot", "instanceType", "rootVolumeGiB", "homeVolumeGiB")
 # Declared in Pulumi.yaml with default 0, meaning "the preset's size".
@@ -386,6 +439,9 @@ def _machine(r: _Reader, types: InstanceTypes) -> MachineSpec | None:
     if arch is not None and arch not in ARCHES:
         m.fail(m.label("arch"), arch, "x86_64 or aarch64")
     spot = m.boolean("spot")
+    arch_default = _arch_default_type(r.source, sources[1:], arch, spot)
+    if arch_default is not None:
+        m = _Reader(_Chain(r.source, arch_default, *sources[1:]), r.errors)
     instance_type = m.text("instanceType", INSTANCE_TYPE_RE, "an EC2 instance type like m7i.xlarge")
     root = m.integer("rootVolumeGiB", MIN_ROOT_VOLUME_GIB, MAX_VOLUME_GIB)
     home = m.integer("homeVolumeGiB", MIN_HOME_VOLUME_GIB, MAX_VOLUME_GIB)
@@ -404,6 +460,31 @@ def _machine(r: _Reader, types: InstanceTypes) -> MachineSpec | None:
     )
     _check_instance_type(m, spec, types)
     return spec
+
+
+def _arch_default_type(
+    own: _Source, preset: list[_Source], arch: str | None, spot: bool | None
+) -> _Source | None:
+    """An arch set without an instance type gets that arch's default type: the instance type of
+    the preset with the same arch and pricing (so `arch: aarch64` alone means m7g, not m7i)."""
+    if own.get("arch") is None or own.get("instanceType") is not None or not preset:
+        return None
+    found = preset[0].get("arch")
+    if arch not in ARCHES or (found is not None and found[0] == arch):
+        return None
+    matching = [
+        (name, values)
+        for name in available_presets()
+        if (values := load_preset(name))["arch"] == arch
+    ]
+    matching.sort(key=lambda item: item[1]["spot"] != spot)
+    if not matching:
+        return None
+    name, values = matching[0]
+    return _DictSource(
+        {"instanceType": values["instanceType"]},
+        f"{{key}} of presets/{name}.yaml (the {arch} default)",
+    )
 
 
 def _check_instance_type(r: _Reader, spec: MachineSpec, types: InstanceTypes) -> None:
@@ -525,6 +606,7 @@ def _server(
     idle = r.integer("idleStopMinutes", 0, 1440, default=0)
     state = r.text("state", re.compile("running|stopped"), "running or stopped", default="running")
     deploy = r.boolean("deploy", default=True)
+    rebuild = r.integer("rebuild", 0, MAX_REBUILD, default=0)
     vpc_id = r.text("vpcId", re.compile(r"vpc-[0-9a-f]+"), "a VPC id like vpc-0123abcd")
     subnet_id = r.text(
         "subnetId", re.compile(r"subnet-[0-9a-f]+"), "a subnet id like subnet-0123abcd"
@@ -559,6 +641,9 @@ def _server(
         token_kms_key_arn=shared.token_kms_key_arn,
         idle_stop_minutes=idle or 0,
         running=state != "stopped",
+        rebuild=rebuild or 0,
+        ebs_kms_key_arn=shared.ebs_kms_key_arn,
+        aws_access=shared.aws_access,
         config_prefix=prefix,
     )
 
@@ -567,6 +652,129 @@ def _server(
 class _Shared:
     github_token: pulumi.Output[str] | None
     token_kms_key_arn: str | None
+    ebs_kms_key_arn: str | None = None
+    aws_access: AwsAccess = field(default_factory=lambda: AwsAccess())
+
+
+def partition_of(region: str) -> str:
+    """The ARN partition of a region: aws-cn for China, aws-us-gov for GovCloud, else aws."""
+    return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if "-gov-" in region else "aws"
+
+
+def _ebs_kms_key(r: _Reader, region: str) -> str | None:
+    """`devserver:ebsKmsKeyArn`: a key ARN (single- or multi-Region) of the stack's region, since
+    EBS encrypts a volume only with a key in the volume's own region."""
+    allowed = (
+        f"a KMS key ARN in {region or 'the stack region'}, e.g. "
+        f"arn:{partition_of(region)}:kms:{region or '<region>'}:<account>:key/<uuid> "
+        "(or key/mrk-<id> for a multi-Region key; not an alias)"
+    )
+    arn = r.text("ebsKmsKeyArn", KMS_KEY_ARN_PARTS_RE, allowed)
+    match = KMS_KEY_ARN_PARTS_RE.fullmatch(arn or "")
+    if match and (match[1], match[2]) != (partition_of(region), region):
+        r.fail(r.label("ebsKmsKeyArn"), arn, allowed)
+        return None
+    return arn
+
+
+_ASSUME_ROLE_KEYS = {
+    "roleArn",
+    "sessionName",
+    "externalId",
+    "duration",
+    "policy",
+    "policyArns",
+    "sourceIdentity",
+    "tags",
+    "transitiveTagKeys",
+}
+
+
+def _go_duration_seconds(text: str) -> int:
+    """`aws:assumeRoles[].duration` is a Go duration such as 1h or 45m30s; STS wants seconds."""
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text)
+    if not text or parts is None:
+        raise ValueError(text)
+    hours, minutes, seconds = (int(p or 0) for p in parts.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _assume_role(entry: Any, label: str, errors: list[str]) -> AssumeRole | None:
+    if not isinstance(entry, dict) or not isinstance(entry.get("roleArn"), str):
+        errors.append(f"{label} must be an object with a roleArn, got {entry!r}")
+        return None
+    unknown = sorted(set(entry) - _ASSUME_ROLE_KEYS)
+    if unknown:
+        errors.append(f"{label} has keys the AWS provider does not know: {', '.join(unknown)}")
+        return None
+    duration = None
+    if entry.get("duration"):
+        try:
+            duration = _go_duration_seconds(str(entry["duration"]))
+        except ValueError:
+            errors.append(
+                f"{label}.duration must be a duration like 1h or 45m, got {entry['duration']!r}"
+            )
+    return AssumeRole(
+        role_arn=entry["roleArn"],
+        session_name=entry.get("sessionName"),
+        external_id=entry.get("externalId"),
+        duration_seconds=duration,
+        policy=entry.get("policy"),
+        policy_arns=tuple(entry.get("policyArns") or ()),
+        source_identity=entry.get("sourceIdentity"),
+        tags=tuple(sorted((entry.get("tags") or {}).items())),
+        transitive_tag_keys=tuple(entry.get("transitiveTagKeys") or ()),
+    )
+
+
+def _aws_access(errors: list[str]) -> tuple[AwsAccess, list[str]]:
+    """The AWS provider's credential config, and what code outside the provider cannot honour.
+
+    The second list holds problems that matter only when something besides the provider calls
+    AWS (the spot-request canceller); the caller reports them only then.
+    """
+    aws = pulumi.Config("aws")
+    unsupported: list[str] = []
+    roles: list[AssumeRole] = []
+    raw_roles = aws.get_object("assumeRoles") or []
+    if not isinstance(raw_roles, list):
+        errors.append(f"aws:assumeRoles must be a list of role objects, got {raw_roles!r}")
+        raw_roles = []
+    for i, entry in enumerate(raw_roles):
+        role = _assume_role(entry, f"aws:assumeRoles[{i}]", errors)
+        if role is not None:
+            roles.append(role)
+    files: dict[str, str | None] = {}
+    for key in ("sharedConfigFiles", "sharedCredentialsFiles"):
+        paths = aws.get_object(key) or []
+        if not isinstance(paths, list) or len(paths) > 1:
+            unsupported.append(
+                f"aws:{key} must name at most one file for the spot-request canceller "
+                f"(boto3 reads one), got {paths!r}: merge them into one file"
+            )
+        files[key] = str(paths[0]) if isinstance(paths, list) and paths else None
+    if aws.get("assumeRoleWithWebIdentity"):
+        unsupported.append(
+            "aws:assumeRoleWithWebIdentity is not supported by the spot-request canceller: "
+            "set AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE in the environment instead"
+        )
+    endpoints: dict[str, str] = {}
+    for entry in aws.get_object("endpoints") or []:
+        if isinstance(entry, dict):
+            endpoints.update({k: str(v) for k, v in entry.items() if k in ("ec2", "sts")})
+    access = AwsAccess(
+        profile=aws.get("profile") or None,
+        assume_roles=tuple(roles),
+        shared_config_file=files["sharedConfigFiles"],
+        shared_credentials_file=files["sharedCredentialsFiles"],
+        ec2_endpoint=endpoints.get("ec2"),
+        sts_endpoint=endpoints.get("sts"),
+        access_key=aws.get_secret("accessKey"),
+        secret_key=aws.get_secret("secretKey"),
+        token=aws.get_secret("token"),
+    )
+    return access, unsupported
 
 
 def _secret(config: pulumi.Config, key: str, errors: list[str]) -> pulumi.Output[str] | None:
@@ -610,7 +818,13 @@ def load(types: InstanceTypes, config: pulumi.Config | None = None) -> StackSett
         KMS_KEY_ARN_RE,
         "a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)",
     )
-    shared = _Shared(_secret(config, "githubToken", errors), kms)
+    aws_access, aws_unsupported = _aws_access(errors)
+    shared = _Shared(
+        _secret(config, "githubToken", errors),
+        kms,
+        _ebs_kms_key(top, region),
+        aws_access,
+    )
     deploy_private_key = _secret(config, "deployPrivateKey", errors)
     retention = top.integer("snapshotRetentionDays", 1, 365, DEFAULT_SNAPSHOT_RETENTION_DAYS)
     snapshots = top.boolean("snapshots", default=True)
@@ -633,6 +847,8 @@ def load(types: InstanceTypes, config: pulumi.Config | None = None) -> StackSett
         )
     else:
         servers.extend(_fleet(raw_servers, top, region, stack, types, shared))
+    if any(s is not None and s.machine.spot for s in servers):
+        errors.extend(aws_unsupported)
     if errors or None in servers:
         raise SettingsError(_report(errors or ["the stack configuration is incomplete"]))
     return StackSettings(
