@@ -119,12 +119,12 @@ def validate_project(project: dict[str, Any]) -> None:
         if ":" not in key or key.startswith(f"{name}:"):
             if spec.get("type") == "array" and "items" not in spec:
                 raise CliConfigError(f"The configuration key '{key}' declares an array ...")
-            if "type" in spec and spec.get("default") is not None:
-                if not _valid(spec["type"], spec.get("items"), spec["default"]):
-                    raise CliConfigError(
-                        f"The default value specified for configuration key '{key}' is not "
-                        f"of the expected type '{spec['type']}'"
-                    )
+            typed_default = "type" in spec and spec.get("default") is not None
+            if typed_default and not _valid(spec["type"], spec.get("items"), spec["default"]):
+                raise CliConfigError(
+                    f"The default value specified for configuration key '{key}' is not "
+                    f"of the expected type '{spec['type']}'"
+                )
         elif "type" in spec or "default" in spec or "value" not in spec:
             raise CliConfigError(f"Configuration key '{key}' is not namespaced by the project ...")
 
@@ -216,12 +216,14 @@ def test_every_shipped_stack_file_passes_the_clis_config_validation(path: Path) 
 
 def test_the_example_consumer_needs_only_its_stack_reference() -> None:
     project = _load(ROOT / "examples/ssh-config/Pulumi.yaml")
-    with pytest.raises(CliConfigError, match="missing configuration value.*'devserverStack'"):
+    with pytest.raises(CliConfigError, match=r"missing configuration value.*'devserverStack'"):
         cli_config(project, "dev", {})
     cli_config(project, "dev", {"devserver-ssh-config:devserverStack": "acme/devserver/alice"})
 
 
-def test_secrets_set_with_config_set_secret_pass_the_cli_and_reach_the_program_as_secrets(program: Run) -> None:
+def test_secrets_set_with_config_set_secret_pass_the_cli_and_reach_the_program_as_secrets(
+    program: Run,
+) -> None:
     stack = {
         **MINIMAL_STACK,
         "devserver:githubToken": {"secure": "v1:ZmFrZQ=="},
@@ -242,7 +244,9 @@ def test_a_plaintext_token_passes_the_cli_but_the_program_refuses_it(program: Ru
     assert FAKE_TOKEN not in str(run.error), "the error never repeats the token"
 
 
-def test_a_misspelt_secret_key_passes_the_cli_but_the_program_names_the_right_one(program: Run) -> None:
+def test_a_misspelt_secret_key_passes_the_cli_but_the_program_names_the_right_one(
+    program: Run,
+) -> None:
     merged = cli_config(PROJECT, "dev", {**MINIMAL_STACK, "devserver:githubTokn": "x"})
     plain, _ = _program_config(merged)
     run = program(base=plain, raise_errors=False)
@@ -273,7 +277,7 @@ def test_the_cli_rules_refuse_what_the_cli_refuses() -> None:
     with pytest.raises(CliConfigError, match="must be encrypted as it's secret"):
         cli_config(project, "dev", {"p:needed": "x"})
     del project["config"]["secretWithDefault"]
-    with pytest.raises(CliConfigError, match="missing configuration value.*'needed'"):
+    with pytest.raises(CliConfigError, match=r"missing configuration value.*'needed'"):
         cli_config(project, "dev", {})
     with pytest.raises(CliConfigError, match="'count' must be of type 'integer'"):
         cli_config(project, "dev", {"p:needed": "x", "p:count": "many"})
