@@ -63,6 +63,7 @@ class ExistingVolume:
     availability_zone: str
     encrypted: bool
     size_gib: int
+    tags: tuple[tuple[str, str], ...] = ()
 
 
 class AwsLookups:
@@ -161,6 +162,7 @@ class AwsLookups:
             availability_zone=v.availability_zone,
             encrypted=bool(v.encrypted),
             size_gib=int(v.size),
+            tags=tuple(sorted((v.tags or {}).items())),
         )
 
     @functools.cache  # noqa: B019

@@ -11,7 +11,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.home_volume import HOME_ROLE_TAG
-from components.lookups import AwsLookupError, AwsLookups, Subnet
+from components.lookups import AwsLookupError, AwsLookups, ExistingVolume, Subnet
 from components.settings import DevServerSettings, SettingsError
 
 T = TypeVar("T")
@@ -96,11 +96,17 @@ def home_volume_tags(server: DevServerSettings) -> tuple[tuple[str, str], ...]:
     return (("devserver:stack", server.stack), ("devserver:server", server.name), HOME_ROLE_TAG)
 
 
+def _home_volumes(server: DevServerSettings, lookups: AwsLookups) -> tuple[ExistingVolume, ...]:
+    # One listing per stack (a fleet asks once), then this server's by their tags.
+    stack_homes = lookups.tagged_volumes((("devserver:stack", server.stack), HOME_ROLE_TAG))
+    return tuple(v for v in stack_homes if set(home_volume_tags(server)) <= set(v.tags))
+
+
 def _kept_home_zone(server: DevServerSettings, lookups: AwsLookups, zone: str | None) -> str | None:
     """Once the server has a home volume, its zone wins: another zone would need a new volume."""
     where = server.config_prefix
     try:
-        volumes = lookups.tagged_volumes(home_volume_tags(server))
+        volumes = _home_volumes(server, lookups)
     except AwsLookupError as err:
         raise SettingsError(f"{where}availabilityZone: {err}") from err
     zones = sorted({v.availability_zone for v in volumes})

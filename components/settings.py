@@ -760,7 +760,8 @@ def _aws_access(errors: list[str]) -> tuple[AwsAccess, list[str]]:
             "set AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE in the environment instead"
         )
     endpoints: dict[str, str] = {}
-    for entry in aws.get_object("endpoints") or []:
+    raw_endpoints = aws.get_object("endpoints") or []
+    for entry in raw_endpoints if isinstance(raw_endpoints, list) else [raw_endpoints]:
         if isinstance(entry, dict):
             endpoints.update({k: str(v) for k, v in entry.items() if k in ("ec2", "sts")})
     access = AwsAccess(

@@ -170,6 +170,7 @@ class FakeAws(pulumi.runtime.Mocks):
                 "availabilityZone": zone,
                 "encrypted": encrypted,
                 "size": size,
+                "tags": VOLUME_TAGS.get(vid, {}),
             }
         if token == "aws:ebs/getEbsVolumes:getEbsVolumes":
             wanted = (a.get("tags") or {}).items()
