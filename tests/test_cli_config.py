@@ -208,7 +208,8 @@ def test_a_stack_without_either_secret_passes_the_cli_and_runs(program: Run) -> 
 
 @pytest.mark.parametrize("path", STACK_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_shipped_stack_file_passes_the_clis_config_validation(path: Path) -> None:
-    project_file = path.parent / "Pulumi.yaml"
+    # A stack file belongs to the nearest Pulumi.yaml above it (test fixtures: the repo's).
+    project_file = next(d / "Pulumi.yaml" for d in path.parents if (d / "Pulumi.yaml").exists())
     project = _load(project_file)
     config = _load(path).get("config") or {}
     cli_config(project, path.name.split(".")[1], config)

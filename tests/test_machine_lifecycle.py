@@ -191,6 +191,11 @@ def test_setting_only_the_arch_picks_that_archs_default_instance_type(
     assert run.outputs["arch"] == "aarch64"
 
 
+def test_setting_x86_on_a_graviton_preset_picks_the_x86_type(program: Run) -> None:
+    run = program({"devserver:preset": "graviton-spot", "devserver:arch": "x86_64"})
+    assert run.one(INSTANCE).inputs["instanceType"] == "m7i.xlarge", "the x86-spot preset's type"
+
+
 def test_an_explicit_type_of_the_other_arch_is_still_refused(program: Run) -> None:
     run = program(
         {"devserver:arch": "aarch64", "devserver:instanceType": "m7i.xlarge"}, raise_errors=False
