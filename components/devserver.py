@@ -17,7 +17,7 @@ from components.home_volume import HomeVolume, HomeVolumeArgs
 from components.host_flake import HostFlake
 from components.image import resolve_image
 from components.instance_role import InstanceRole, InstanceRoleArgs
-from components.lookups import AwsLookups, Image
+from components.lookups import AwsLookupError, AwsLookups, Image
 from components.machine import Machine, MachineArgs
 from components.network import Network, NetworkArgs, Placement, resolve_placement
 from components.settings import DevServerSettings, SettingsError, StackSettings, report
@@ -56,6 +56,8 @@ class DevServerArgs:
     """The SSH security group, shared by every server with the same VPC and CIDRs."""
     deploy_key: DeployKey | None = None
     """The stack's deploy key (None when deployment is off)."""
+    spot_interrupted: bool = False
+    """An interruption holds the server's spot machine stopped: only EC2 may start it now."""
 
 
 def plan(settings: DevServerSettings, lookups: AwsLookups) -> DevServerArgs:
@@ -64,9 +66,12 @@ def plan(settings: DevServerSettings, lookups: AwsLookups) -> DevServerArgs:
     errors: list[str] = []
     placement = _collect(errors, lambda: resolve_placement(settings, lookups))
     image = _collect(errors, lambda: resolve_image(settings, lookups))
-    if placement is None or image is None:
+    interrupted = _collect(errors, lambda: spot_interrupted(settings, lookups))
+    if placement is None or image is None or interrupted is None:
         raise SettingsError(report(errors), errors)
-    return DevServerArgs(_with_adopted_size(settings, lookups), placement, image)
+    return DevServerArgs(
+        _with_adopted_size(settings, lookups), placement, image, spot_interrupted=interrupted
+    )
 
 
 def plan_all(servers: tuple[DevServerSettings, ...], lookups: AwsLookups) -> list[DevServerArgs]:
@@ -96,6 +101,25 @@ def _with_adopted_size(settings: DevServerSettings, lookups: AwsLookups) -> DevS
         return settings
     size = lookups.volume(volume_id).size_gib
     return replace(settings, machine=replace(settings.machine, home_volume_gib=size))
+
+
+def spot_interrupted(s: DevServerSettings, lookups: AwsLookups) -> bool:
+    """Whether an interruption stopped this server's spot machine; if so, say what happens."""
+    if not s.machine.spot:
+        return False
+    try:
+        stopped = lookups.interrupted_spot_instances(tuple(sorted(s.tags.items())))
+    except AwsLookupError as err:
+        raise SettingsError(f"{s.config_prefix}spot: {err}") from err
+    if stopped:
+        pulumi.log.warn(
+            f"server {s.name!r}: the spot machine {', '.join(stopped)} was stopped by a spot "
+            "interruption, and only EC2 may start it (when capacity returns, in the same zone "
+            "and type). This update leaves its running/stopped state alone and skips the flake "
+            "deployment; run `pulumi up` again once EC2 has restarted it. To move on now, "
+            "switch to on-demand (devserver:spot false) or another instance type."
+        )
+    return bool(stopped)
 
 
 def with_cost(args: DevServerArgs, prices: Prices) -> DevServerArgs:
@@ -162,6 +186,7 @@ class DevServer(pulumi.ComponentResource):
                 tags={**s.tags, **home_target_tag(s.stack)},
                 protect=s.home.protect,
                 existing_volume_id=s.home.existing_volume_id,
+                kms_key_id=s.ebs_kms_key_arn,
             ),
             here,
         )
@@ -181,12 +206,16 @@ class DevServer(pulumi.ComponentResource):
                 tags=s.tags,
                 key_name=self.deploy_key.key_name if self.deploy_key else None,
                 running=s.running,
+                rebuild=s.rebuild,
+                ebs_kms_key_arn=s.ebs_kms_key_arn,
+                manage_state=not args.spot_interrupted,
+                aws_access=s.aws_access,
             ),
             here,
         )
 
         self.deployment = None
-        if self.deploy_key is not None and s.running:
+        if self.deploy_key is not None and s.running and not args.spot_interrupted:
             token_arn: pulumi.Output[str | None] = (
                 secret.arn if secret else pulumi.Output.from_input(None)
             )

@@ -25,6 +25,8 @@ class HomeVolumeArgs:
     tags: dict[str, str]
     protect: bool = True
     existing_volume_id: str | None = None
+    kms_key_id: str | None = None
+    """Customer KMS key for a new volume (None = the account's EBS default key)."""
 
 
 class HomeVolume(pulumi.ComponentResource):
@@ -52,6 +54,7 @@ class HomeVolume(pulumi.ComponentResource):
                 size=args.size_gib,
                 type="gp3",
                 encrypted=True,
+                kms_key_id=args.kms_key_id,
                 final_snapshot=True,
                 tags={**args.tags, HOME_ROLE_TAG[0]: HOME_ROLE_TAG[1], "Name": f"{name}-home"},
                 opts=pulumi.ResourceOptions(
@@ -60,6 +63,9 @@ class HomeVolume(pulumi.ComponentResource):
                     protect=args.protect,
                     # retain: even an unprotected delete only forgets it; AWS keeps the data.
                     retain_on_delete=True,
+                    # A volume's key cannot change (it would be a new, empty volume): a key set
+                    # later applies to volumes created after it; this one keeps its key.
+                    ignore_changes=["kmsKeyId"],
                 ),
             )
         self.volume_id = volume.id

@@ -14,6 +14,9 @@ import pulumi_aws as aws
 # Official NixOS images are published by this account (see nixos.org/download, "Amazon EC2").
 NIXOS_AMI_OWNER = "427812963091"
 
+# The state-reason code of a spot instance that an interruption stopped.
+SPOT_INTERRUPTION_STOP = "Server.SpotInstanceShutdown"
+
 # EC2 names arm64 what NixOS calls aarch64.
 EC2_ARCHITECTURE = {"x86_64": "x86_64", "aarch64": "arm64"}
 
@@ -60,6 +63,7 @@ class ExistingVolume:
     availability_zone: str
     encrypted: bool
     size_gib: int
+    tags: tuple[tuple[str, str], ...] = ()
 
 
 class AwsLookups:
@@ -158,4 +162,45 @@ class AwsLookups:
             availability_zone=v.availability_zone,
             encrypted=bool(v.encrypted),
             size_gib=int(v.size),
+            tags=tuple(sorted((v.tags or {}).items())),
         )
+
+    @functools.cache  # noqa: B019
+    def tagged_volumes(self, tags: tuple[tuple[str, str], ...]) -> tuple[ExistingVolume, ...]:
+        """Every EBS volume carrying all these tags (none is not an error)."""
+        try:
+            ids = aws.ebs.get_ebs_volumes(tags=dict(tags)).ids or []
+        except Exception as err:
+            # Older AWS providers answer an empty match with this error instead of no ids.
+            if "no results" in str(err).lower() or "no matching" in str(err).lower():
+                return ()
+            raise AwsLookupError(
+                f"the EBS volumes tagged {dict(tags)} cannot be listed ({err})"
+            ) from err
+        return tuple(self.volume(i) for i in sorted(ids))
+
+    @functools.cache  # noqa: B019
+    def interrupted_spot_instances(self, tags: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+        """Spot instances with these tags that an interruption stopped (only EC2 may start them).
+
+        EC2 marks them with the state-reason code Server.SpotInstanceShutdown (see the EC2 user
+        guide, "Find interrupted Spot Instances"); a stop by the user or the machine differs.
+        """
+        try:
+            found = aws.ec2.get_instances(
+                instance_tags=dict(tags),
+                instance_state_names=["stopping", "stopped"],
+                filters=[
+                    aws.ec2.GetInstancesFilterArgs(name="instance-lifecycle", values=["spot"]),
+                    aws.ec2.GetInstancesFilterArgs(
+                        name="state-reason-code", values=[SPOT_INTERRUPTION_STOP]
+                    ),
+                ],
+            )
+        except Exception as err:
+            if "no results" in str(err).lower() or "no matching" in str(err).lower():
+                return ()
+            raise AwsLookupError(
+                f"the instances tagged {dict(tags)} cannot be listed ({err})"
+            ) from err
+        return tuple(sorted(found.ids or []))

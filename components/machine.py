@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
 
-from components.settings import MachineSpec
+from components.settings import AwsAccess, MachineSpec
 from components.spot_request import SpotRequestCanceller
 
 # Any free slot works: on Nitro the volume shows up as NVMe whatever name is asked for here.
@@ -19,6 +19,12 @@ def metadata_options() -> aws.ec2.InstanceMetadataOptionsArgs:
     return aws.ec2.InstanceMetadataOptionsArgs(
         http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1
     )
+
+
+def instance_name(name: str, spec: MachineSpec, rebuild: int) -> str:
+    """The instance's resource name: a new arch or rebuild generation is a new name, so a new
+    machine from the current AMI (`ignore_changes` would carry the old AMI into a plain replace)."""
+    return f"{name}-{spec.arch}" + (f"-r{rebuild}" if rebuild else "")
 
 
 def market_options(spec: MachineSpec) -> aws.ec2.InstanceInstanceMarketOptionsArgs | None:
@@ -50,6 +56,14 @@ class MachineArgs:
     tags: dict[str, str]
     key_name: pulumi.Input[str] | None = None
     running: bool = True
+    rebuild: int = 0
+    """Rebuild generation (see `instance_name`)."""
+    ebs_kms_key_arn: str | None = None
+    """Customer KMS key for the root volume (None = the account's EBS default key)."""
+    manage_state: bool = True
+    """False while an interruption keeps a spot machine stopped: only EC2 may start it then."""
+    aws_access: AwsAccess = field(default_factory=AwsAccess)
+    """The stack's AWS credentials settings, for the spot-request canceller."""
 
 
 class Machine(pulumi.ComponentResource):
@@ -71,10 +85,11 @@ class Machine(pulumi.ComponentResource):
     ) -> None:
         super().__init__("devserver:aws:Machine", name, None, opts)
         spec = args.spec
-        # The arch is part of the name: an arch switch is a new machine from that arch's image,
-        # while `ignore_changes` keeps a newer AMI of the same arch from replacing this one.
+        # The arch and rebuild generation are part of the name: either change is a new machine
+        # from the current image, while `ignore_changes` keeps a newer AMI from replacing this one.
+        machine = instance_name(name, spec, args.rebuild)
         self.instance = aws.ec2.Instance(
-            f"{name}-{spec.arch}",
+            machine,
             ami=args.ami_id,
             instance_type=spec.instance_type,
             subnet_id=args.subnet_id,
@@ -90,11 +105,15 @@ class Machine(pulumi.ComponentResource):
                 volume_type="gp3",
                 volume_size=spec.root_volume_gib,
                 encrypted=True,
+                kms_key_id=args.ebs_kms_key_arn,
                 delete_on_termination=True,
                 tags={**args.tags, "Name": f"{args.host_name}-root"},
             ),
             tags={**args.tags, "Name": args.host_name},
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["ami"]),
+            # A new KMS key applies from the next rebuild, like a new AMI: never a surprise replace.
+            opts=pulumi.ResourceOptions(
+                parent=self, ignore_changes=["ami", "rootBlockDevice.kmsKeyId"]
+            ),
         )
         self.home_attachment = aws.ec2.VolumeAttachment(
             f"{name}-home",
@@ -108,18 +127,24 @@ class Machine(pulumi.ComponentResource):
         )
         if spec.spot:
             SpotRequestCanceller(
-                f"{name}-{spec.arch}-spot-request",
+                f"{machine}-spot-request",
                 spot_instance_request_id=self.instance.spot_instance_request_id,
                 region=args.region,
+                access=args.aws_access,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.instance]),
             )
         # Always managed, so `devserver:state` can stop the machine and `pulumi up --refresh`
-        # starts one that idle auto-stop powered off.
+        # starts one that idle auto-stop powered off. While an interruption holds a spot machine
+        # stopped, StartInstances fails, so the state is left as it is until EC2 restarts it.
         aws.ec2transitgateway.InstanceState(
             f"{name}-state",
             instance_id=self.instance.id,
             state="running" if args.running else "stopped",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.home_attachment]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.home_attachment],
+                ignore_changes=[] if args.manage_state else ["state"],
+            ),
         )
         self.instance_id = self.instance.id
         self.public_ip = self.instance.public_ip

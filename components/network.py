@@ -10,6 +10,7 @@ from typing import TypeVar
 import pulumi
 import pulumi_aws as aws
 
+from components.home_volume import HOME_ROLE_TAG
 from components.lookups import AwsLookupError, AwsLookups, ExistingVolume, Subnet
 from components.settings import DevServerSettings, SettingsError
 
@@ -28,8 +29,9 @@ class Placement:
 def resolve_placement(server: DevServerSettings, lookups: AwsLookups) -> Placement:
     """Pick a subnet whose zone offers the instance type, or check the one the stack names.
 
-    The choice is deterministic (first zone in name order) so a re-run never moves the home volume;
-    pin `availabilityZone` in the stack config to make it explicit.
+    The choice is deterministic (first zone in name order), and once the server has a home volume
+    (found by its tags) that volume's zone wins, so a type or arch change never moves the machine
+    away from its /home; pin `availabilityZone` in the stack config to make it explicit.
     """
     net, where = server.network, server.config_prefix
     instance_type = server.machine.instance_type
@@ -56,6 +58,8 @@ def resolve_placement(server: DevServerSettings, lookups: AwsLookups) -> Placeme
             )
         _check_adopted_size(server, volume)
         zone = volume.availability_zone
+    else:
+        zone = _kept_home_zone(server, lookups, zone)
     candidates: tuple[Subnet, ...]
     if net.subnet_id:
         subnet = ask("subnetId", lookups.subnet, net.subnet_id)
@@ -109,6 +113,44 @@ def _check_subnet_in_vpc(server: DevServerSettings, subnet: Subnet) -> None:
             f"{where}subnetId {subnet.id!r} is in {subnet.vpc_id}, but {where}vpcId is "
             f"{vpc_id!r}: pick a subnet of {vpc_id} or remove {where}vpcId"
         )
+
+
+def home_volume_tags(server: DevServerSettings) -> tuple[tuple[str, str], ...]:
+    """The tags that find this server's own home volume in AWS, whatever state says."""
+    return (("devserver:stack", server.stack), ("devserver:server", server.name), HOME_ROLE_TAG)
+
+
+def _home_volumes(server: DevServerSettings, lookups: AwsLookups) -> tuple[ExistingVolume, ...]:
+    # One listing per stack (a fleet asks once), then this server's by their tags.
+    stack_homes = lookups.tagged_volumes((("devserver:stack", server.stack), HOME_ROLE_TAG))
+    return tuple(v for v in stack_homes if set(home_volume_tags(server)) <= set(v.tags))
+
+
+def _kept_home_zone(server: DevServerSettings, lookups: AwsLookups, zone: str | None) -> str | None:
+    """Once the server has a home volume, its zone wins: another zone would need a new volume."""
+    where = server.config_prefix
+    try:
+        volumes = _home_volumes(server, lookups)
+    except AwsLookupError as err:
+        raise SettingsError(f"{where}availabilityZone: {err}") from err
+    zones = sorted({v.availability_zone for v in volumes})
+    if not zones:
+        return zone
+    ids = ", ".join(v.id for v in volumes)
+    if len(zones) > 1:
+        raise SettingsError(
+            f"server {server.name!r} has home volumes in several zones ({ids} in "
+            f"{', '.join(zones)}): delete or untag the ones it no longer uses, or set "
+            f"{where}homeVolumeId to the one to keep"
+        )
+    if zone and zone != zones[0]:
+        raise SettingsError(
+            f"{where}availabilityZone is {zone!r}, but this server's home volume {ids} is in "
+            f"{zones[0]} and a volume cannot change zones: set {where}availabilityZone to "
+            f"{zones[0]} or remove it (to move, restore a snapshot in {zone} and adopt it with "
+            f"{where}homeVolumeId)"
+        )
+    return zones[0]
 
 
 def _rule_name(name: str, cidr: str) -> str:

@@ -105,6 +105,8 @@ PARTITIONS = (
 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Highest `devserver:rebuild` generation; any whole number works, this only keeps names short.
+MAX_REBUILD = 999999
 
 
 class SettingsError(pulumi.RunError):
@@ -172,6 +174,40 @@ class HomeSettings:
     """The key that set the size in the stack config (None: the preset's size)."""
 
 
+@dataclass(frozen=True)
+class AssumeRole:
+    """One `aws:assumeRoles` entry, as the AWS provider reads it."""
+
+    role_arn: str
+    session_name: str | None = None
+    external_id: str | None = None
+    duration_seconds: int | None = None
+    policy: str | None = None
+    policy_arns: tuple[str, ...] = ()
+    source_identity: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    transitive_tag_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AwsAccess:
+    """The `aws:` credential settings the stack's AWS provider uses, for code that calls AWS itself.
+
+    Environment variables (AWS_PROFILE, AWS_ACCESS_KEY_ID, ...) reach every process Pulumi starts;
+    these stack config keys reach only the AWS provider unless they are passed on.
+    """
+
+    profile: str | None = None
+    assume_roles: tuple[AssumeRole, ...] = ()
+    shared_config_file: str | None = None
+    shared_credentials_file: str | None = None
+    ec2_endpoint: str | None = None
+    sts_endpoint: str | None = None
+    access_key: pulumi.Output[str] | None = None
+    secret_key: pulumi.Output[str] | None = None
+    token: pulumi.Output[str] | None = None
+
+
 def stack_tags(stack: str) -> dict[str, str]:
     """The tags every resource of the stack carries."""
     return {"devserver:stack": stack, "devserver:purpose": "devserver"}
@@ -200,6 +236,12 @@ class DevServerSettings:
     token_kms_key_arn: str | None = None
     idle_stop_minutes: int = 0
     running: bool = True
+    rebuild: int = 0
+    """Rebuild generation: raising it replaces the machine from the current AMI, keeping /home."""
+    ebs_kms_key_arn: str | None = None
+    """Customer KMS key for new root and home volumes (None = the account's EBS default key)."""
+    aws_access: AwsAccess = field(default_factory=lambda: AwsAccess())
+    """How the stack's AWS provider authenticates (the spot-request canceller does the same)."""
     config_prefix: str = f"{NAMESPACE}:"
     """How error messages name this server's keys: `devserver:` or `devserver:servers[2].`."""
 
@@ -426,6 +468,7 @@ SERVER_KEYS = (
     "idleStopMinutes",
     "state",
     "deploy",
+    "rebuild",
 )
 # Keys that only make sense once per stack.
 STACK_KEYS = (
@@ -435,7 +478,12 @@ STACK_KEYS = (
     "deployPrivateKey",
     "snapshots",
     "snapshotRetentionDays",
+    "ebsKmsKeyArn",
 )
+# Secret keys are not declared in Pulumi.yaml: the CLI makes a declared key without a default
+# required, and merges a declared default in plaintext before checking `secret: true` keys are
+# encrypted (pulumi/pulumi pkg/workspace/config.go mergeConfig), so neither can be optional there.
+SECRET_KEYS = ("githubToken", "deployPrivateKey")
 KNOWN_KEYS = frozenset(SERVER_KEYS) - {"name"} | frozenset(STACK_KEYS)
 MACHINE_KEYS = ("arch", "spot", "instanceType", "rootVolumeGiB", "homeVolumeGiB")
 # Declared in Pulumi.yaml with default 0, meaning "the preset's size".
@@ -470,6 +518,9 @@ def _machine(r: _Reader, types: InstanceTypes, prefix: str = f"{NAMESPACE}:") ->
     if arch is not None and arch not in ARCHES:
         m.fail(m.label("arch"), arch, "x86_64 or aarch64")
     spot = m.boolean("spot")
+    arch_default = _arch_default_type(r.source, sources[1:], arch, spot)
+    if arch_default is not None:
+        m = _Reader(_Chain(r.source, arch_default, *sources[1:]), r.errors)
     instance_type = m.text("instanceType", INSTANCE_TYPE_RE, "an EC2 instance type like m7i.xlarge")
     root = m.integer("rootVolumeGiB", MIN_ROOT_VOLUME_GIB, MAX_VOLUME_GIB)
     home = m.integer("homeVolumeGiB", MIN_HOME_VOLUME_GIB, MAX_VOLUME_GIB)
@@ -497,6 +548,31 @@ def _spot_max_price(m: _Reader, spot: bool | None, prefix: str) -> str | None:
             f"{prefix}spot to true (or {prefix}preset to a -spot preset)"
         )
     return max_price
+
+
+def _arch_default_type(
+    own: _Source, preset: list[_Source], arch: str | None, spot: bool | None
+) -> _Source | None:
+    """An arch set without an instance type gets that arch's default type: the instance type of
+    the preset with the same arch and pricing (so `arch: aarch64` alone means m7g, not m7i)."""
+    if own.get("arch") is None or own.get("instanceType") is not None or not preset:
+        return None
+    found = preset[0].get("arch")
+    if arch not in ARCHES or (found is not None and found[0] == arch):
+        return None
+    matching = [
+        (name, values)
+        for name in available_presets()
+        if (values := load_preset(name))["arch"] == arch
+    ]
+    matching.sort(key=lambda item: item[1]["spot"] != spot)
+    if not matching:
+        return None
+    name, values = matching[0]
+    return _DictSource(
+        {"instanceType": values["instanceType"]},
+        f"{{key}} of presets/{name}.yaml (the {arch} default)",
+    )
 
 
 def _check_instance_type(r: _Reader, spec: MachineSpec, types: InstanceTypes) -> None:
@@ -635,6 +711,7 @@ def _server(
     idle = r.integer("idleStopMinutes", 0, 1440, default=0)
     state = r.text("state", re.compile("running|stopped"), "running or stopped", default="running")
     deploy = r.boolean("deploy", default=True)
+    rebuild = r.integer("rebuild", 0, MAX_REBUILD, default=0)
     vpc_id = r.text("vpcId", re.compile(r"vpc-[0-9a-f]+"), "a VPC id like vpc-0123abcd")
     subnet_id = r.text(
         "subnetId", re.compile(r"subnet-[0-9a-f]+"), "a subnet id like subnet-0123abcd"
@@ -670,6 +747,9 @@ def _server(
         token_kms_key_arn=shared.token_kms_key_arn,
         idle_stop_minutes=idle or 0,
         running=state != "stopped",
+        rebuild=rebuild or 0,
+        ebs_kms_key_arn=shared.ebs_kms_key_arn,
+        aws_access=shared.aws_access,
         config_prefix=prefix,
     )
 
@@ -748,6 +828,114 @@ def _release(r: _Reader) -> str | None:
 class _Shared:
     github_token: pulumi.Output[str] | None
     token_kms_key_arn: str | None
+    ebs_kms_key_arn: str | None = None
+    aws_access: AwsAccess = field(default_factory=lambda: AwsAccess())
+
+
+def _ebs_kms_key(r: _Reader, region: str) -> str | None:
+    """`devserver:ebsKmsKeyArn`: EBS encrypts a volume only with a key in the volume's region."""
+    return _regional_kms_key(r, "ebsKmsKeyArn", region, "EBS only uses keys of the volume's region")
+
+
+_ASSUME_ROLE_KEYS = {
+    "roleArn",
+    "sessionName",
+    "externalId",
+    "duration",
+    "policy",
+    "policyArns",
+    "sourceIdentity",
+    "tags",
+    "transitiveTagKeys",
+}
+
+
+def _go_duration_seconds(text: str) -> int:
+    """`aws:assumeRoles[].duration` is a Go duration such as 1h or 45m30s; STS wants seconds."""
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text)
+    if not text or parts is None:
+        raise ValueError(text)
+    hours, minutes, seconds = (int(p or 0) for p in parts.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _assume_role(entry: Any, label: str, errors: list[str]) -> AssumeRole | None:
+    if not isinstance(entry, dict) or not isinstance(entry.get("roleArn"), str):
+        errors.append(f"{label} must be an object with a roleArn, got {entry!r}")
+        return None
+    unknown = sorted(set(entry) - _ASSUME_ROLE_KEYS)
+    if unknown:
+        errors.append(f"{label} has keys the AWS provider does not know: {', '.join(unknown)}")
+        return None
+    duration = None
+    if entry.get("duration"):
+        try:
+            duration = _go_duration_seconds(str(entry["duration"]))
+        except ValueError:
+            errors.append(
+                f"{label}.duration must be a duration like 1h or 45m, got {entry['duration']!r}"
+            )
+    return AssumeRole(
+        role_arn=entry["roleArn"],
+        session_name=entry.get("sessionName"),
+        external_id=entry.get("externalId"),
+        duration_seconds=duration,
+        policy=entry.get("policy"),
+        policy_arns=tuple(entry.get("policyArns") or ()),
+        source_identity=entry.get("sourceIdentity"),
+        tags=tuple(sorted((entry.get("tags") or {}).items())),
+        transitive_tag_keys=tuple(entry.get("transitiveTagKeys") or ()),
+    )
+
+
+def _aws_access(errors: list[str]) -> tuple[AwsAccess, list[str]]:
+    """The AWS provider's credential config, and what code outside the provider cannot honour.
+
+    The second list holds problems that matter only when something besides the provider calls
+    AWS (the spot-request canceller); the caller reports them only then.
+    """
+    aws = pulumi.Config("aws")
+    unsupported: list[str] = []
+    roles: list[AssumeRole] = []
+    raw_roles = aws.get_object("assumeRoles") or []
+    if not isinstance(raw_roles, list):
+        errors.append(f"aws:assumeRoles must be a list of role objects, got {raw_roles!r}")
+        raw_roles = []
+    for i, entry in enumerate(raw_roles):
+        role = _assume_role(entry, f"aws:assumeRoles[{i}]", errors)
+        if role is not None:
+            roles.append(role)
+    files: dict[str, str | None] = {}
+    for key in ("sharedConfigFiles", "sharedCredentialsFiles"):
+        paths = aws.get_object(key) or []
+        if not isinstance(paths, list) or len(paths) > 1:
+            unsupported.append(
+                f"aws:{key} must name at most one file for the spot-request canceller "
+                f"(boto3 reads one), got {paths!r}: merge them into one file"
+            )
+        files[key] = str(paths[0]) if isinstance(paths, list) and paths else None
+    if aws.get("assumeRoleWithWebIdentity"):
+        unsupported.append(
+            "aws:assumeRoleWithWebIdentity is not supported by the spot-request canceller: "
+            "set AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE in the environment instead"
+        )
+    endpoints: dict[str, str] = {}
+    raw_endpoints = aws.get_object("endpoints") or []
+    for entry in raw_endpoints if isinstance(raw_endpoints, list) else [raw_endpoints]:
+        if isinstance(entry, dict):
+            endpoints.update({k: str(v) for k, v in entry.items() if k in ("ec2", "sts")})
+    access = AwsAccess(
+        profile=aws.get("profile") or None,
+        assume_roles=tuple(roles),
+        shared_config_file=files["sharedConfigFiles"],
+        shared_credentials_file=files["sharedCredentialsFiles"],
+        ec2_endpoint=endpoints.get("ec2"),
+        sts_endpoint=endpoints.get("sts"),
+        access_key=aws.get_secret("accessKey"),
+        secret_key=aws.get_secret("secretKey"),
+        token=aws.get_secret("token"),
+    )
+    return access, unsupported
 
 
 def _secret(config: pulumi.Config, key: str, errors: list[str]) -> pulumi.Output[str] | None:
@@ -812,11 +1000,24 @@ def _openssh_key_problem(text: str) -> str | None:
 
 
 def _kms_key(top: _Reader, region: str, has_token: bool) -> str | None:
-    """The token secret's KMS key: in the stack's own partition and region (a multi-region key
-    by the ARN of its replica there), and only with a token to encrypt."""
-    label = f"{NAMESPACE}:githubTokenKmsKeyArn"
-    arn = top.text(
-        "githubTokenKmsKeyArn",
+    """The token secret's KMS key: in the stack's region, and only with a token to encrypt."""
+    arn = _regional_kms_key(
+        top, "githubTokenKmsKeyArn", region, "Secrets Manager only uses keys of its own region"
+    )
+    if arn is not None and not has_token:
+        top.errors.append(
+            f"{top.label('githubTokenKmsKeyArn')} is set but unused: there is no "
+            f"{NAMESPACE}:githubToken to encrypt; remove it or set the token"
+        )
+        return None
+    return arn
+
+
+def _regional_kms_key(r: _Reader, key: str, region: str, why: str) -> str | None:
+    """A KMS key ARN (single- or multi-region, never an alias) in the stack's partition and
+    region; a multi-region key is given by the ARN of its replica there."""
+    arn = r.text(
+        key,
         KMS_KEY_ARN_RE,
         "a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id or mrk-… multi-region id>)",
     )
@@ -826,17 +1027,11 @@ def _kms_key(top: _Reader, region: str, has_token: bool) -> str | None:
     assert match is not None, "text() checked the pattern"
     partition = _partition(region)
     if match["partition"] != partition or match["region"] != region:
-        top.fail(
-            label,
+        r.fail(
+            r.label(key),
             arn,
-            f"a key in the stack's region {region} (partition {partition}): Secrets Manager only "
-            "uses keys of its own region; for a multi-region key give its replica's ARN there",
-        )
-        return None
-    if not has_token:
-        top.errors.append(
-            f"{label} is set but unused: there is no {NAMESPACE}:githubToken to encrypt; "
-            f"remove it or set the token"
+            f"a key in the stack's region {region} (partition {partition}): {why}; "
+            "for a multi-region key give its replica's ARN there",
         )
         return None
     return arn
@@ -872,7 +1067,8 @@ def load(types: InstanceTypes, config: pulumi.Config | None = None) -> StackSett
     if token is not None:
         _check_token_shape(errors)
     has_token = bool(pulumi.runtime.get_config(f"{NAMESPACE}:githubToken"))
-    shared = _Shared(token, _kms_key(top, region, has_token))
+    aws_access, aws_unsupported = _aws_access(errors)
+    shared = _Shared(token, _kms_key(top, region, has_token), _ebs_kms_key(top, region), aws_access)
     deploy_private_key = _secret(config, "deployPrivateKey", errors)
     if deploy_private_key is not None:
         _check_deploy_key_shape(errors)
@@ -898,6 +1094,8 @@ def load(types: InstanceTypes, config: pulumi.Config | None = None) -> StackSett
         )
     else:
         servers.extend(_fleet(raw_servers, top, region, stack, types, shared))
+    if any(s is not None and s.machine.spot for s in servers):
+        errors.extend(aws_unsupported)
     if errors or None in servers:
         problems = errors or ["the stack configuration is incomplete"]
         raise SettingsError(report(problems), problems)

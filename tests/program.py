@@ -61,6 +61,11 @@ VOLUMES = {
     "vol-0deadbeefdeadbeef": ("eu-west-1a", False, 100),
 }
 
+# Volumes' tags, for tag lookups (a test adds the home volume an earlier `pulumi up` created).
+VOLUME_TAGS: dict[str, dict[str, str]] = {}
+# Instances that exist already: id -> tags, state, stateReasonCode, lifecycle.
+INSTANCES: dict[str, dict[str, Any]] = {}
+
 
 def fake_openssh_private_key(cipher: str = "none") -> str:
     """A private key in OpenSSH's armour and header (openssh-key-v1, PROTOCOL.key) whose key
@@ -191,7 +196,24 @@ class FakeAws(pulumi.runtime.Mocks):
                 "availabilityZone": zone,
                 "encrypted": encrypted,
                 "size": size,
+                "tags": VOLUME_TAGS.get(vid, {}),
             }
+        if token == "aws:ebs/getEbsVolumes:getEbsVolumes":
+            wanted = (a.get("tags") or {}).items()
+            ids = [v for v, tags in VOLUME_TAGS.items() if wanted <= tags.items()]
+            return {"id": REGION, "ids": sorted(ids)}
+        if token == "aws:ec2/getInstances:getInstances":
+            f = _filters(a)
+            ids = [
+                i
+                for i, x in INSTANCES.items()
+                if (a.get("instanceTags") or {}).items() <= x["tags"].items()
+                and x["state"] in (a.get("instanceStateNames") or [x["state"]])
+                and x.get("stateReasonCode")
+                in f.get("state-reason-code", [x.get("stateReasonCode")])
+                and x.get("lifecycle") in f.get("instance-lifecycle", [x.get("lifecycle")])
+            ]
+            return {"id": REGION, "ids": sorted(ids), "privateIps": [], "publicIps": []}
         if token == "tls:index/getPublicKey:getPublicKey":
             return {
                 "publicKeyOpenssh": "ssh-ed25519 AAAAFAKEPUBLICKEYFROMCONFIG devserver-deploy\n"
