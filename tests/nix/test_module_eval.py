@@ -34,7 +34,9 @@ pytestmark = [
 ]
 
 
-def run_harness(overrides: str = "{ }", host: str = "{ }", attr: str = "") -> subprocess.CompletedProcess[str]:
+def run_harness(
+    overrides: str = "{ }", host: str = "{ }", attr: str = ""
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             "nix-instantiate",
@@ -109,7 +111,9 @@ def test_login_name_of_32_characters_is_refused_31_accepted() -> None:
 
 
 @pytest.mark.parametrize(
-    "full_name", ["Alice: Admin", "Alice\\nExample", "Alice\\tExample"], ids=["colon", "newline", "tab"]
+    "full_name",
+    ["Alice: Admin", "Alice\\nExample", "Alice\\tExample"],
+    ids=["colon", "newline", "tab"],
 )
 def test_full_name_that_would_break_etc_passwd_is_refused(full_name: str) -> None:
     messages = failed_assertions(f'{{ devserver.user.fullName = "{full_name}"; }}')
@@ -123,7 +127,9 @@ def test_keys_command_is_a_root_owned_0755_copy_under_etc_never_a_store_path(
     assert command[0] == KEYS_COMMAND, "sshd's safe_path refuses /nix/store (1775 root:nixbld)"
     assert not any(word.startswith("/nix/store") for word in command)
     wrapper = sample["etc"]["ssh/devserver-github-authorized-keys"]
-    assert wrapper["mode"] == "0755", "a mode makes environment.etc copy the file (no store symlink)"
+    assert wrapper["mode"] == "0755", (
+        "a mode makes environment.etc copy the file (no store symlink)"
+    )
     lines = wrapper["text"].splitlines()
     assert lines[0] == "#!/bin/sh"
     assert lines[1].startswith("exec /nix/store/") and lines[1].endswith(

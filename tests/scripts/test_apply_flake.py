@@ -419,9 +419,7 @@ def test_missing_aws_cli_is_built_from_the_host_flakes_locked_nixpkgs(machine: M
     assert result.returncode == 0, result.stderr
     calls = machine.calls()
     locked = APPLY_SCRIPT.parent / "locked-nixpkgs.nix"
-    assert (
-        f"nix eval --impure --raw --file {locked} --argstr lockFile {machine.lock_file}" in calls
-    )
+    assert f"nix eval --impure --raw --file {locked} --argstr lockFile {machine.lock_file}" in calls
     assert f"nix build --no-link --print-out-paths {LOCKED_NIXPKGS}#awscli2" in calls
     assert not [c for c in calls if "nixpkgs#awscli2" in c], "never the global registry's nixpkgs"
     assert f"aws at {awscli / 'bin' / 'aws'}" in calls
