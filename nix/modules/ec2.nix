@@ -27,19 +27,22 @@ let
   homeManagerUnits = map (u: "home-manager-${utils.escapeSystemdPath u.name}.service") (
     lib.filter (u: (config.home-manager.users or { }) ? ${u.name}) homeUsers
   );
-  homeDirsScript = pkgs.writeShellScript "devserver-home-dirs" ''
-    set -eu
+  # The unit's script (systemd.services.<name>.script runs under `set -e`); tested as plain shell.
+  homeDirsScript = ''
     # Never create anything on the root disk: /home must be the volume by now.
-    ${pkgs.util-linux}/bin/mountpoint -q /home || { echo "/home is not mounted; creating nothing" >&2; exit 1; }
-    ${lib.concatMapStrings (u: ''
-      if [ -e ${lib.escapeShellArg u.home} ] || [ -L ${lib.escapeShellArg u.home} ]; then
-        echo "${u.home} exists; left as it is"
-      else
-        ${pkgs.coreutils}/bin/install -d -m ${u.homeMode} -o ${lib.escapeShellArg u.name} -g ${lib.escapeShellArg u.group} ${lib.escapeShellArg u.home}
-        echo "created ${u.home} on the /home volume"
-      fi
-    '') homeUsers}
-  '';
+    if ! mountpoint -q /home; then
+      echo "/home is not a mount point; creating nothing" >&2
+      exit 1
+    fi
+  ''
+  + lib.concatMapStrings (u: ''
+    if [ -e ${lib.escapeShellArg u.home} ] || [ -L ${lib.escapeShellArg u.home} ]; then
+      echo ${lib.escapeShellArg "${u.home} exists; left as it is"}
+    else
+      install -d -m ${u.homeMode} -o ${lib.escapeShellArg u.name} -g ${lib.escapeShellArg u.group} ${lib.escapeShellArg u.home}
+      echo ${lib.escapeShellArg "created ${u.home} on the /home volume"}
+    fi
+  '') homeUsers;
 in
 {
   # Importing is unconditional (imports cannot depend on config); this module is only for EC2 hosts.
@@ -99,10 +102,14 @@ in
       wantedBy = [ "multi-user.target" ] ++ homeManagerUnits;
       before = [ "systemd-user-sessions.service" ] ++ homeManagerUnits;
       unitConfig.RequiresMountsFor = "/home";
+      path = [
+        pkgs.util-linux
+        pkgs.coreutils
+      ];
+      script = homeDirsScript;
       serviceConfig = {
         Type = "oneshot";
         RemainAfterExit = true;
-        ExecStart = "${homeDirsScript}";
       };
     };
 

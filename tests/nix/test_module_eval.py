@@ -9,6 +9,7 @@ assertion, name length, passwd fields), so what NixOS refuses is refused here to
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -366,3 +367,54 @@ def test_flake_exposes_every_part_templates_checks_per_arch_and_a_formatter(
     assert set(outputs["formatter"].values()) == {"nixfmt-tree"}
     # The flake, not the module file, wires nixos-vscode-server's home-manager module in.
     assert sample["homeManagerSharedModules"] == [{"vscodeServerHomeModuleStandIn": True}]
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="needs root and unshare to mount a blank /home in a private mount namespace",
+)
+@pytest.mark.parametrize("volume", ["blank", "existing-home", "not-mounted"])
+def test_home_dirs_script_makes_only_missing_homes_and_only_on_the_volume(volume: str) -> None:
+    # The unit's real script, run by sh under `set -e` as systemd does, against a tmpfs /home.
+    user = "dvh" + secrets.token_hex(4)
+    script = evaluate(f'{{ devserver.user.name = "{user}"; }}')["homeDirsService"]["script"]
+    subprocess.run(["useradd", "-M", "-U", user], check=True)
+    try:
+        prepare = {
+            "blank": "mount -t tmpfs devserver-test-home /home",
+            "existing-home": (
+                "mount -t tmpfs devserver-test-home /home && mkdir -m 0750 /home/"
+                + user
+                + " && echo kept > /home/"
+                + user
+                + "/notes && chown nobody /home/"
+                + user
+            ),
+            # Private namespace: drops a real /home mount for this test only, so nothing can land there.
+            "not-mounted": "{ umount -l /home 2>/dev/null || true; } && ! mountpoint -q /home",
+        }[volume]
+        report = f'stat -c "%U %a" /home/{user} 2>/dev/null || echo absent; cat /home/{user}/notes 2>/dev/null || true'
+        result = subprocess.run(
+            [
+                *("unshare", "--mount", "--propagation", "private", "sh", "-c"),
+                f'{prepare} && {{ sh -e -c "$1"; echo exit=$?; }}; {report}',
+                "sh",
+                script,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        subprocess.run(["userdel", user], check=False, capture_output=True)
+        subprocess.run(["groupdel", user], check=False, capture_output=True)
+    out = result.stdout.split()
+    if volume == "blank":
+        assert out[:3] == ["created", f"/home/{user}", "on"], result.stdout + result.stderr
+        assert out[-3:] == ["exit=0", user, "700"], result.stdout
+    elif volume == "existing-home":
+        assert "left as it is" in result.stdout, result.stdout
+        assert out[-4:] == ["exit=0", "nobody", "750", "kept"], "an existing home is never touched"
+    else:
+        assert "/home is not a mount point; creating nothing" in result.stderr
+        assert out[-2:] == ["exit=1", "absent"], "nothing may be created on the root disk"
