@@ -418,3 +418,9 @@ def test_home_dirs_script_makes_only_missing_homes_and_only_on_the_volume(volume
     else:
         assert "/home is not a mount point; creating nothing" in result.stderr
         assert out[-2:] == ["exit=1", "absent"], "nothing may be created on the root disk"
+
+
+def test_old_secret_arn_option_still_sets_the_secret_id() -> None:
+    # Hand-made hosts written for `devserver.token.secretArn` keep working (with a rename warning).
+    result = evaluate(host='{ lib, ... }: { devserver.token.secretArn = lib.mkForce "old/name"; }')
+    assert "--secret-id old/name " in result["tokenService"]["serviceConfig"]["ExecStart"]
