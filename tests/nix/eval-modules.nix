@@ -35,6 +35,7 @@ let
     "iproute2"
     "jq"
     "nix"
+    "nixfmt"
     "nixfmt-tree"
     "shadow"
     "systemd"
