@@ -26,21 +26,13 @@ let
   # nixpkgs' google-oslogin and sssd modules do.
   keysCommandPath = "/etc/ssh/devserver-github-authorized-keys";
 
-  # The nightly upgrade's lock-file bookkeeping (restored when the upgrade fails).
-  lockFile = lib.escapeShellArg "${cfg.autoUpgrade.flakeDir}/flake.lock";
-  lockBackup = lib.escapeShellArg "${cfg.autoUpgrade.flakeDir}/flake.lock.pre-upgrade";
-  noLockMarker = lib.escapeShellArg "${cfg.autoUpgrade.flakeDir}/flake.lock.pre-upgrade-absent";
-  restoreLock = pkgs.writeShellScript "devserver-upgrade-restore-lock" ''
-    if [ "''${SERVICE_RESULT:-}" = success ]; then
-      rm -f ${lockBackup} ${noLockMarker}
-    elif [ -e ${lockBackup} ]; then
-      mv -f ${lockBackup} ${lockFile}
-      echo "nixos-upgrade failed ($SERVICE_RESULT): restored the previous flake.lock"
-    elif [ -e ${noLockMarker} ]; then
-      rm -f ${lockFile} ${noLockMarker}
-      echo "nixos-upgrade failed ($SERVICE_RESULT): removed the flake.lock it created"
-    fi
-  '';
+  # The nightly upgrade's lock bookkeeping: saved before the update, put back when the upgrade fails.
+  upgradeFlakeLock = pkgs.writeShellApplication {
+    name = "devserver-upgrade-flake-lock";
+    runtimeInputs = [ pkgs.coreutils ];
+    text = builtins.readFile ../scripts/upgrade-flake-lock.sh;
+  };
+  flakeDirArg = lib.escapeShellArg cfg.autoUpgrade.flakeDir;
 in
 {
   options.devserver = {
@@ -203,11 +195,11 @@ in
       # Refresh only the shared flake (nixpkgs follows it); `nix flake update <input>` replaces the
       # deprecated --update-input. The lock is saved first so a failed upgrade leaves it as it was.
       preStart = ''
-        if [ -e ${lockFile} ]; then cp -p ${lockFile} ${lockBackup}; else rm -f ${lockBackup}; touch ${noLockMarker}; fi
-        ${lib.getExe config.nix.package} flake update ${lib.escapeShellArg cfg.autoUpgrade.sharedInput} --flake ${lib.escapeShellArg cfg.autoUpgrade.flakeDir}
+        ${lib.getExe upgradeFlakeLock} save ${flakeDirArg}
+        ${lib.getExe config.nix.package} flake update ${lib.escapeShellArg cfg.autoUpgrade.sharedInput} --flake ${flakeDirArg}
       '';
       # Runs after success and failure alike (also a failed preStart); $SERVICE_RESULT says which.
-      serviceConfig.ExecStopPost = "${restoreLock}";
+      serviceConfig.ExecStopPost = "${lib.getExe upgradeFlakeLock} restore ${flakeDirArg}";
     };
   };
 }

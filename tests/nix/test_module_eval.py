@@ -331,11 +331,12 @@ def test_nightly_upgrade_saves_the_lock_and_restores_it_when_it_fails(
 ) -> None:
     unit = sample["upgradeService"]
     pre_start = unit["preStart"]
-    assert pre_start.index("cp -p /etc/nixos/flake.lock /etc/nixos/flake.lock.pre-upgrade") < (
-        pre_start.index("flake update devserver")
-    ), "the lock must be saved before it is updated"
-    restore = unit["serviceConfig"]["ExecStopPost"]
-    assert restore.endswith("-devserver-upgrade-restore-lock")
+    tool = "/bin/devserver-upgrade-flake-lock"
+    assert pre_start.index(f"{tool} save /etc/nixos") < pre_start.index("flake update devserver"), (
+        "the lock must be saved before it is updated"
+    )
+    # ExecStopPost also runs after a failed start; the script reads $SERVICE_RESULT.
+    assert unit["serviceConfig"]["ExecStopPost"].endswith(f"{tool} restore /etc/nixos")
 
 
 def test_nightly_upgrade_waits_for_the_token_unit_at_boot(sample: dict[str, Any]) -> None:
