@@ -91,7 +91,7 @@ in
     # users.allowNoPasswordLogin, so the assertion keeps guarding against a real lock-out and the
     # deploy access is part of the configuration instead of a file the AMI happened to leave.
     users.mutableUsers = lib.mkDefault false;
-    # mkMerge, not three attribute paths: a bad user.name of "root" must reach the assertion in
+    # mkMerge, not separate attribute paths: a bad user.name of "root" must reach the assertion in
     # options.nix instead of failing as a duplicate attribute.
     users.users = lib.mkMerge [
       { root.openssh.authorizedKeys.keys = cfg.deploy.rootAuthorizedKeys; }
@@ -136,7 +136,7 @@ in
       authorizedKeysCommand = "${keysCommandPath} %u ${userName} ${cfg.githubUser} ${keysCacheDir} ${toString cfg.ssh.keysTimeoutSeconds}";
       authorizedKeysCommandUser = "devserver-keys";
     };
-    environment.etc."ssh/devserver-github-authorized-keys" = {
+    environment.etc.${lib.removePrefix "/etc/" keysCommandPath} = {
       mode = "0755";
       text = ''
         #!/bin/sh
@@ -154,8 +154,8 @@ in
     };
 
     programs.git = {
-      enable = true;
-      lfs.enable = true;
+      enable = lib.mkDefault true;
+      lfs.enable = lib.mkDefault true;
     };
 
     virtualisation.docker = lib.mkIf cfg.docker.enable {

@@ -331,6 +331,7 @@ in
   idleStopService = service "devserver-idle-stop";
   homeManagerUser = config.home-manager.users.${user};
   direnv = config.programs.direnv;
+  git = config.programs.git;
   zshInit = config.programs.zsh.interactiveShellInit or "";
   systemPackages = map (p: p.name) (config.environment.systemPackages or [ ]);
   # Every string the configuration holds, for "no token anywhere" checks.

@@ -149,6 +149,7 @@ def test_host_values_win_over_every_opinion() -> None:
       nix.gc.automatic = false;
       virtualisation.docker.autoPrune.dates = "weekly";
       users.users.alice.uid = 1500;
+      programs.git.lfs.enable = false;
     }"""
     result = evaluate(host=host)
     assert result["mutableUsers"] is True
@@ -159,6 +160,7 @@ def test_host_values_win_over_every_opinion() -> None:
     assert result["nixGc"]["automatic"] is False
     assert result["docker"]["autoPrune"]["dates"] == "weekly"
     assert result["user"]["uid"] == 1500
+    assert result["git"]["lfs"]["enable"] is False
 
 
 def test_lingering_is_left_to_nixos_unless_the_vscode_server_needs_it(
