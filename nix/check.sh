@@ -52,11 +52,15 @@ eval_true "nix/flake.nix release match" "
       rel = url: builtins.head (builtins.match \".*-([0-9][0-9]\\\\.[0-9][0-9])\" url);
   in rel f.inputs.nixpkgs.url == rel f.inputs.home-manager.url"
 
-# The fake host is plain data and sets every option the template sets.
+# The fake host is plain data and sets every option the template sets, root's deploy key included
+# (immutable users need one for NixOS's lock-out assertion).
 eval_true "nix/hosts/sample.nix" "
   let h = import $nix_dir/hosts/sample.nix; in
   h.devserver.user.name == \"alice\" && h.devserver.idleStop.minutes > 0
-  && builtins.substring 0 16 h.devserver.homeVolume.device == \"/dev/disk/by-id/\""
+  && builtins.substring 0 16 h.devserver.homeVolume.device == \"/dev/disk/by-id/\"
+  && builtins.length h.devserver.deploy.rootAuthorizedKeys == 1
+  && h.devserver.token.secretId != null && h.devserver.token.region == \"eu-west-1\"
+  && !(h.devserver.token ? secretArn)"
 
 eval_true "nix/config/starship.toml" "
   builtins.isAttrs (builtins.fromTOML (builtins.readFile $nix_dir/config/starship.toml))"

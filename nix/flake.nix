@@ -97,6 +97,7 @@
         sample-aarch64 = sampleHost "aarch64-linux";
       };
 
-      formatter = forAllSystems (system: nixpkgs.legacyPackages.${system}.nixfmt);
+      # `nix fmt` with no arguments formats the tree; plain nixfmt on a directory is deprecated.
+      formatter = forAllSystems (system: nixpkgs.legacyPackages.${system}.nixfmt-tree);
     };
 }

@@ -10,8 +10,12 @@
     };
     githubUser = "octocat";
     homeVolume.device = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0";
+    # What the host template takes from machine.json; an obviously fake key.
+    deploy.rootAuthorizedKeys = [
+      "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeDeployKeyForTheSampleHostOnly devserver-deploy"
+    ];
     token = {
-      secretArn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:devserver/alice/github-token-AbCdEf";
+      secretId = "devserver/sample/devserver-sample/github-token";
       region = "eu-west-1";
     };
     idleStop.minutes = 60;

@@ -20,6 +20,19 @@ let
     text = builtins.readFile ../scripts/github-authorized-keys.sh;
   };
   keysCacheDir = "/var/cache/devserver-ssh-keys";
+  # sshd refuses an AuthorizedKeysCommand with a group-writable path component (openssh misc.c
+  # subprocess -> safe_path) and /nix/store is 1775 root:nixbld, so sshd runs this root-owned
+  # 0755 copy under /etc (environment.etc with a mode is a copy, not a store symlink), as
+  # nixpkgs' google-oslogin and sssd modules do.
+  keysCommandPath = "/etc/ssh/devserver-github-authorized-keys";
+
+  # The nightly upgrade's lock bookkeeping: saved before the update, put back when the upgrade fails.
+  upgradeFlakeLock = pkgs.writeShellApplication {
+    name = "devserver-upgrade-flake-lock";
+    runtimeInputs = [ pkgs.coreutils ];
+    text = builtins.readFile ../scripts/upgrade-flake-lock.sh;
+  };
+  flakeDirArg = lib.escapeShellArg cfg.autoUpgrade.flakeDir;
 in
 {
   options.devserver = {
@@ -29,6 +42,17 @@ in
       type = lib.types.ints.between 1 20;
       default = 5;
       description = "How long sshd waits for https://github.com/<githubUser>.keys before using the cached copy.";
+    };
+
+    deploy.rootAuthorizedKeys = lib.mkOption {
+      type = lib.types.listOf lib.types.str;
+      default = [ ];
+      example = [ "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleOnly devserver-deploy" ];
+      description = ''
+        Public keys allowed to log in as root (the Pulumi deploy key), declared as
+        `users.users.root.openssh.authorizedKeys.keys`. With immutable users NixOS needs root or a
+        wheel user to have a password or a declared key; this is that key.
+      '';
     };
 
     docker.enable = lib.mkOption {
@@ -62,37 +86,64 @@ in
   };
 
   config = lib.mkIf cfg.base.enable {
-    users.mutableUsers = false;
-    users.users.${userName} = {
-      isNormalUser = true;
-      description = lib.mkIf (cfg.user.fullName != null) cfg.user.fullName;
-      extraGroups = [ "wheel" ] ++ lib.optional cfg.docker.enable "docker";
-      shell = pkgs.zsh;
-    };
+    # Immutable users need root or a wheel user with a password or declared key (nixpkgs
+    # users-groups.nix); root's deploy key is declared rather than setting
+    # users.allowNoPasswordLogin, so the assertion keeps guarding against a real lock-out and the
+    # deploy access is part of the configuration instead of a file the AMI happened to leave.
+    users.mutableUsers = lib.mkDefault false;
+    # mkMerge, not separate attribute paths: a bad user.name of "root" must reach the assertion in
+    # options.nix instead of failing as a duplicate attribute.
+    users.users = lib.mkMerge [
+      { root.openssh.authorizedKeys.keys = cfg.deploy.rootAuthorizedKeys; }
+      {
+        ${userName} = {
+          isNormalUser = true;
+          # A new instance reuses the old /home volume: a fixed uid keeps the files the user's.
+          uid = lib.mkDefault 1000;
+          description = lib.mkIf (cfg.user.fullName != null) cfg.user.fullName;
+          extraGroups = [ "wheel" ] ++ lib.optional cfg.docker.enable "docker";
+          shell = pkgs.zsh;
+        };
+      }
+      # A dedicated unprivileged account owns the key cache, so a GitHub outage falls back to the last good copy.
+      {
+        devserver-keys = {
+          isSystemUser = true;
+          group = "devserver-keys";
+          description = "Fetches GitHub SSH keys for sshd";
+        };
+      }
+      # execWheelOnly makes sudo executable by wheel only, which would break the sudo rule
+      # nixpkgs' amazon-ssm-agent module gives ssm-user; SSM Session Manager is the break-glass path.
+      (lib.mkIf (config.services.amazon-ssm-agent.enable or false) {
+        ssm-user.extraGroups = [ "wheel" ];
+      })
+    ];
 
     # Passwordless sudo for wheel only: the account has no password at all.
-    security.sudo.enable = true;
-    security.sudo.wheelNeedsPassword = false;
-    security.sudo.execWheelOnly = true;
+    security.sudo.enable = lib.mkDefault true;
+    security.sudo.wheelNeedsPassword = lib.mkDefault false;
+    security.sudo.execWheelOnly = lib.mkDefault true;
 
     services.openssh = {
       enable = true;
       settings = {
-        PermitRootLogin = "prohibit-password";
-        PasswordAuthentication = false;
-        KbdInteractiveAuthentication = false;
+        PermitRootLogin = lib.mkDefault "prohibit-password";
+        PasswordAuthentication = lib.mkDefault false;
+        KbdInteractiveAuthentication = lib.mkDefault false;
       };
       # sshd passes the requested login (%u); the helper answers only for our user.
-      authorizedKeysCommand = "${lib.getExe githubAuthorizedKeys} %u ${userName} ${cfg.githubUser} ${keysCacheDir} ${toString cfg.ssh.keysTimeoutSeconds}";
+      authorizedKeysCommand = "${keysCommandPath} %u ${userName} ${cfg.githubUser} ${keysCacheDir} ${toString cfg.ssh.keysTimeoutSeconds}";
       authorizedKeysCommandUser = "devserver-keys";
     };
-
-    # A dedicated unprivileged account owns the key cache, so a GitHub outage falls back to the last good copy.
-    users.users.devserver-keys = {
-      isSystemUser = true;
-      group = "devserver-keys";
-      description = "Fetches GitHub SSH keys for sshd";
+    environment.etc.${lib.removePrefix "/etc/" keysCommandPath} = {
+      mode = "0755";
+      text = ''
+        #!/bin/sh
+        exec ${lib.getExe githubAuthorizedKeys} "$@"
+      '';
     };
+
     users.groups.devserver-keys = { };
     systemd.tmpfiles.rules = [ "d ${keysCacheDir} 0755 devserver-keys devserver-keys -" ];
 
@@ -103,16 +154,16 @@ in
     };
 
     programs.git = {
-      enable = true;
-      lfs.enable = true;
+      enable = lib.mkDefault true;
+      lfs.enable = lib.mkDefault true;
     };
 
     virtualisation.docker = lib.mkIf cfg.docker.enable {
       enable = true;
       autoPrune = {
-        enable = true;
-        dates = "daily";
-        flags = [ "--all" ];
+        enable = lib.mkDefault true;
+        dates = lib.mkDefault "daily";
+        flags = lib.mkDefault [ "--all" ];
       };
     };
 
@@ -137,12 +188,18 @@ in
       enable = true;
       flake = "${cfg.autoUpgrade.flakeDir}#${config.networking.hostName}";
       dates = cfg.autoUpgrade.dates;
-      randomizedDelaySec = "30min";
-      allowReboot = false;
+      randomizedDelaySec = lib.mkDefault "30min";
+      allowReboot = lib.mkDefault false;
     };
-    # Refresh only the shared flake (nixpkgs follows it); `nix flake update <input>` replaces the deprecated --update-input.
-    systemd.services.nixos-upgrade.preStart = lib.mkIf cfg.autoUpgrade.enable ''
-      ${lib.getExe config.nix.package} flake update ${lib.escapeShellArg cfg.autoUpgrade.sharedInput} --flake ${lib.escapeShellArg cfg.autoUpgrade.flakeDir}
-    '';
+    systemd.services.nixos-upgrade = lib.mkIf cfg.autoUpgrade.enable {
+      # Refresh only the shared flake (nixpkgs follows it); `nix flake update <input>` replaces the
+      # deprecated --update-input. The lock is saved first so a failed upgrade leaves it as it was.
+      preStart = ''
+        ${lib.getExe upgradeFlakeLock} save ${flakeDirArg}
+        ${lib.getExe config.nix.package} flake update ${lib.escapeShellArg cfg.autoUpgrade.sharedInput} --flake ${flakeDirArg}
+      '';
+      # Runs after success and failure alike (also a failed preStart); $SERVICE_RESULT says which.
+      serviceConfig.ExecStopPost = "${lib.getExe upgradeFlakeLock} restore ${flakeDirArg}";
+    };
   };
 }

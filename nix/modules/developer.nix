@@ -33,6 +33,9 @@ in
       backupFileExtension = lib.mkDefault "hm-backup";
       users.${cfg.user.name} = {
         home.stateVersion = cfg.developer.homeStateVersion;
+        # home-manager writes ~/.zshrc and ~/.zshenv: without them the first interactive login
+        # lands in zsh-newuser-install's menu.
+        programs.zsh.enable = lib.mkDefault true;
         programs.git = {
           enable = true;
           lfs.enable = true;

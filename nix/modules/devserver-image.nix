@@ -23,8 +23,9 @@ in
       pkgs.jq
     ];
 
-    # Start the user's systemd manager at boot so the VS Code patcher watches before the first connection.
-    users.users.${cfg.user.name}.linger = lib.mkDefault cfg.image.vscodeServer.enable;
+    # Start the user's systemd manager at boot so the VS Code patcher watches before the first
+    # connection; set only when needed, since linger = false would actively disable lingering.
+    users.users.${cfg.user.name}.linger = lib.mkIf cfg.image.vscodeServer.enable (lib.mkDefault true);
 
     # The homeModules.default of nixos-vscode-server is added by the flake (home-manager.sharedModules).
     home-manager.users.${cfg.user.name} = {

@@ -2,6 +2,8 @@
 {
   config,
   lib,
+  pkgs,
+  utils,
   modulesPath,
   ...
 }:
@@ -15,6 +17,32 @@ let
     "/dev/disk/by-path/"
   ];
   isStable = device: lib.any (prefix: lib.hasPrefix prefix device) stablePrefixes;
+
+  # Accounts whose home lives on the volume: activation creates them on the root disk before
+  # the volume is mounted over /home (NixOS/nixpkgs#6481), so they are made again on the volume.
+  homeUsers = lib.filter (u: u.enable && u.createHome && lib.hasPrefix "/home/" u.home) (
+    lib.attrValues config.users.users
+  );
+  # home-manager's NixOS module names its unit home-manager-<escaped user> (nixos/default.nix).
+  homeManagerUnits = map (u: "home-manager-${utils.escapeSystemdPath u.name}.service") (
+    lib.filter (u: (config.home-manager.users or { }) ? ${u.name}) homeUsers
+  );
+  # The unit's script (systemd.services.<name>.script runs under `set -e`); tested as plain shell.
+  homeDirsScript = ''
+    # Never create anything on the root disk: /home must be the volume by now.
+    if ! mountpoint -q /home; then
+      echo "/home is not a mount point; creating nothing" >&2
+      exit 1
+    fi
+  ''
+  + lib.concatMapStrings (u: ''
+    if [ -e ${lib.escapeShellArg u.home} ] || [ -L ${lib.escapeShellArg u.home} ]; then
+      echo ${lib.escapeShellArg "${u.home} exists; left as it is"}
+    else
+      install -d -m ${u.homeMode} -o ${lib.escapeShellArg u.name} -g ${lib.escapeShellArg u.group} ${lib.escapeShellArg u.home}
+      echo ${lib.escapeShellArg "created ${u.home} on the /home volume"}
+    fi
+  '') homeUsers;
 in
 {
   # Importing is unconditional (imports cannot depend on config); this module is only for EC2 hosts.
@@ -65,6 +93,24 @@ in
         "x-systemd.device-timeout=90s"
         "noatime"
       ];
+    };
+
+    # Runs at every boot and on the switch that first mounts the volume, before anything that
+    # needs a home: home-manager's per-user unit and user logins (systemd-user-sessions).
+    systemd.services.devserver-home-dirs = lib.mkIf (cfg.homeVolume.enable && homeUsers != [ ]) {
+      description = "Create missing home directories on the /home volume";
+      wantedBy = [ "multi-user.target" ] ++ homeManagerUnits;
+      before = [ "systemd-user-sessions.service" ] ++ homeManagerUnits;
+      unitConfig.RequiresMountsFor = "/home";
+      path = [
+        pkgs.util-linux
+        pkgs.coreutils
+      ];
+      script = homeDirsScript;
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+      };
     };
 
     zramSwap = lib.mkIf (cfg.zram.memoryPercent > 0) {

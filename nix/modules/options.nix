@@ -2,8 +2,12 @@
 { config, lib, ... }:
 let
   cfg = config.devserver;
-  # useradd's rule, minus uppercase: a lowercase letter or _, then [a-z0-9_-], at most 32 characters.
-  validUserName = name: builtins.match "[a-z_][a-z0-9_-]{0,31}" name != null;
+  # useradd's rule, minus uppercase: a lowercase letter or _, then [a-z0-9_-]; NixOS aborts on
+  # names of 32 or more characters (users-groups.nix `name` apply), so at most 31.
+  validUserName = name: builtins.match "[a-z_][a-z0-9_-]{0,30}" name != null;
+  # The description is a passwd (GECOS) field: NixOS' passwdEntry type refuses ':' and newlines;
+  # other control characters would corrupt /etc/passwd just the same.
+  validFullName = name: builtins.match "[^:[:cntrl:]]*" name != null;
   # GitHub logins: alphanumerics and single inner hyphens, at most 39 characters.
   validGithubUser =
     name:
@@ -15,6 +19,9 @@ let
     "daemon"
     "sshd"
     "nixbld"
+    # Accounts the devserver modules themselves define or extend (base.nix).
+    "devserver-keys"
+    "ssm-user"
   ];
 in
 {
@@ -55,7 +62,11 @@ in
       [
         {
           assertion = validUserName cfg.user.name && !(lib.elem cfg.user.name reservedUserNames);
-          message = "devserver.user.name = \"${cfg.user.name}\" is not a usable login name: use 1-32 characters of [a-z0-9_-] starting with a lowercase letter or _, and not one of ${lib.concatStringsSep ", " reservedUserNames}.";
+          message = "devserver.user.name = \"${cfg.user.name}\" is not a usable login name: use 1-31 characters of [a-z0-9_-] starting with a lowercase letter or _, and not one of ${lib.concatStringsSep ", " reservedUserNames}.";
+        }
+        {
+          assertion = cfg.user.fullName == null || validFullName cfg.user.fullName;
+          message = "devserver.user.fullName = ${builtins.toJSON cfg.user.fullName} cannot be the account description (a field of /etc/passwd): remove every ':', newline and control character.";
         }
         {
           assertion = validGithubUser cfg.githubUser;

@@ -10,8 +10,20 @@ let
   # The token only ever exists in this runtime file; Nix expressions see its path, never its value.
   tokenDir = "/run/devserver";
   tokenFile = "${tokenDir}/nix-access-tokens.conf";
-  arnParts = if cfg.secretArn == null then [ ] else lib.splitString ":" cfg.secretArn;
-  arnRegion = if lib.length arnParts > 3 then lib.elemAt arnParts 3 else "";
+  isArn = id: lib.hasPrefix "arn:" id;
+  arnParts = if cfg.secretId == null then [ ] else lib.splitString ":" cfg.secretId;
+  arnRegion =
+    if cfg.secretId != null && isArn cfg.secretId && lib.length arnParts > 3 then
+      lib.elemAt arnParts 3
+    else
+      null;
+  # What GetSecretValue's SecretId accepts: a full ARN, or a name of 1-512 [A-Za-z0-9/_+=.@-].
+  validSecretId =
+    id:
+    if isArn id then
+      builtins.match "arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+" id != null
+    else
+      builtins.match "[A-Za-z0-9/_+=.@-]{1,512}" id != null;
 
   fetchGithubToken = pkgs.writeShellApplication {
     name = "devserver-fetch-github-token";
@@ -23,20 +35,28 @@ let
   };
 in
 {
+  imports = [
+    (lib.mkRenamedOptionModule
+      [ "devserver" "token" "secretArn" ]
+      [ "devserver" "token" "secretId" ]
+    )
+  ];
+
   options.devserver.token = {
-    secretArn = lib.mkOption {
+    secretId = lib.mkOption {
       type = lib.types.nullOr lib.types.str;
       default = null;
-      example = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:devserver/alice/github-token-AbCdEf";
+      example = "devserver/dev/alice/github-token";
       description = ''
-        ARN of the Secrets Manager secret holding a read-only GitHub token, read with the
-        instance role at boot. null: no token unit, public flakes only.
+        Secrets Manager secret holding a read-only GitHub token, read with the instance role at
+        boot: its name or its full ARN (what GetSecretValue's SecretId takes). The Pulumi program
+        uses the name, known before the secret exists. null: no token unit, public flakes only.
       '';
     };
     region = lib.mkOption {
-      type = lib.types.str;
+      type = lib.types.nullOr lib.types.str;
       default = arnRegion;
-      defaultText = lib.literalMD "the region inside {option}`devserver.token.secretArn`";
+      defaultText = lib.literalMD "the region inside {option}`devserver.token.secretId` when it is an ARN, else null (then it must be set)";
       example = "eu-west-1";
       description = "AWS region of the Secrets Manager endpoint used to read the secret.";
     };
@@ -53,15 +73,15 @@ in
     };
   };
 
-  config = lib.mkIf (cfg.secretArn != null) {
+  config = lib.mkIf (cfg.secretId != null) {
     assertions = [
       {
-        assertion = builtins.match "arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+" cfg.secretArn != null;
-        message = "devserver.token.secretArn = \"${cfg.secretArn}\" is not a Secrets Manager secret ARN: expected arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 chars>, or null for no token.";
+        assertion = validSecretId cfg.secretId;
+        message = "devserver.token.secretId = \"${cfg.secretId}\" is neither a Secrets Manager secret name (1-512 of A-Z a-z 0-9 / _ + = . @ -) nor a secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 chars>); use null for no token.";
       }
       {
-        assertion = builtins.match "[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+" cfg.region != null;
-        message = "devserver.token.region = \"${cfg.region}\" is not an AWS region such as eu-west-1: set it to the secret's region.";
+        assertion = cfg.region != null && builtins.match "[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+" cfg.region != null;
+        message = "devserver.token.region = ${builtins.toJSON cfg.region} is not an AWS region such as eu-west-1: set it to the secret's region (it is only implied when devserver.token.secretId is an ARN).";
       }
     ];
 
@@ -87,9 +107,9 @@ in
         ExecStart = lib.escapeShellArgs [
           (lib.getExe fetchGithubToken)
           "--secret-id"
-          cfg.secretArn
+          cfg.secretId
           "--region"
-          cfg.region
+          (toString cfg.region)
           "--output"
           tokenFile
         ];
@@ -102,9 +122,17 @@ in
         PrivateTmp = true;
         ProtectSystem = "strict";
         ProtectHome = true;
-        ReadWritePaths = [ tokenDir ];
+        # "-": a missing directory is skipped instead of failing the unit (systemd.exec(5)).
+        ReadWritePaths = [ "-${tokenDir}" ];
         NoNewPrivileges = true;
       };
+    };
+
+    # The nightly upgrade (also run at boot when its timer was missed) fetches private flakes:
+    # it starts the token unit and waits for it; Wants, so a token failure does not block it.
+    systemd.services.nixos-upgrade = lib.mkIf (config.system.autoUpgrade.enable or false) {
+      wants = [ "devserver-github-token.service" ];
+      after = [ "devserver-github-token.service" ];
     };
   };
 }

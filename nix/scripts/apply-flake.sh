@@ -2,26 +2,37 @@
 # Applies /etc/nixos/flake.nix on a dev server (run as root by Pulumi over SSH) and rolls back
 # to the previous generation if the switch breaks the machine or the path Pulumi deploys through.
 #
-# Usage: apply-flake.sh --host HOST [--secret-id ARN --region REGION] [--home-device PATH]
-#                       [--deploy-public-key 'ssh-ed25519 AAAA...'] [--token-script PATH]
+# Usage: apply-flake.sh --host HOST --user USER [--secret-id ID --region REGION]
+#                       [--home-device PATH] [--deploy-public-key 'ssh-ed25519 AAAA...']
+#                       [--token-script PATH] [--shared-input NAME]
+#
+# Before switching it refreshes the host flake's lock for the shared input (default `devserver`),
+# so a re-apply builds the shared flake's current commit; flake.lock is put back as it was
+# whenever the run does not end in a verified switch. After the switch verify-login.sh checks
+# that the developer USER (GitHub keys through sshd's AuthorizedKeysCommand) and root (deploy key)
+# can log in; a failure rolls back.
 #
 # Exit codes: 0 applied and verified; 1 usage or setup error; 2 home device never appeared;
 # 3 token fetch failed; 4 nixos-rebuild failed and the system did not change; 5 the new system
 # failed (switch or verification) and the previous generation is active again; 6 rollback failed;
-# 7 verification failed but the switch changed nothing (same generation), so nothing to roll back.
+# 7 verification failed but the switch changed nothing (same generation), so nothing to roll back;
+# 8 the shared flake input could not be updated (nothing was changed).
 #
 # Env (tests override these; the defaults are the real machine):
 #   DEVSERVER_FLAKE_DIR (/etc/nixos), DEVSERVER_SYSTEM_PROFILE (/nix/var/nix/profiles/system),
-#   DEVSERVER_RUN_DIR (/run/devserver), DEVSERVER_ROOT_HOME (/root),
+#   DEVSERVER_RUN_DIR (/run/devserver), DEVSERVER_ROOT_HOME (/root, read by verify-login.sh),
 #   DEVSERVER_HOME_DEVICE_TIMEOUT (300 s), DEVSERVER_HOME_DEVICE_POLL (2 s).
 #
-# External commands (nixos-rebuild, nix-env, nix, systemctl, findmnt, sshd) come from PATH.
+# External commands (nixos-rebuild, nix-env, nix, systemctl, findmnt, sshd, getent, setpriv) come
+# from PATH.
 set -euo pipefail
 
 readonly prog=apply-flake
 script_dir=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 
 host=
+user=
+shared_input=devserver
 secret_id=
 region=
 home_device=
@@ -31,11 +42,14 @@ token_script=$script_dir/fetch-github-token.sh
 flake_dir=${DEVSERVER_FLAKE_DIR:-/etc/nixos}
 system_profile=${DEVSERVER_SYSTEM_PROFILE:-/nix/var/nix/profiles/system}
 run_dir=${DEVSERVER_RUN_DIR:-/run/devserver}
-root_home=${DEVSERVER_ROOT_HOME:-/root}
 device_timeout=${DEVSERVER_HOME_DEVICE_TIMEOUT:-300}
 device_poll=${DEVSERVER_HOME_DEVICE_POLL:-2}
 token_file=$run_dir/nix-access-tokens.conf
 deploy_conf=$run_dir/nix-deploy.conf
+lock_file=$flake_dir/flake.lock
+lock_backup=$flake_dir/flake.lock.pre-apply
+lock_saved=false
+lock_keep=false
 
 log() {
 	printf '[%s] %s\n' "$prog" "$*" >&2
@@ -45,23 +59,38 @@ step() {
 	printf '\n[%s] ==> %s\n' "$prog" "$*" >&2
 }
 
+# Whatever happens, flake.lock ends as it was unless the new system was switched to and verified.
+restore_lock() {
+	if [[ $lock_saved == true && $lock_keep != true ]]; then
+		lock_saved=false
+		if [[ -e $lock_backup ]]; then
+			mv -f -- "$lock_backup" "$lock_file" && log "restored the previous $lock_file"
+		elif [[ -e $lock_file ]]; then
+			rm -f -- "$lock_file" && log "removed the $lock_file this run created"
+		fi
+	fi
+}
 fail() {
 	local code=$1
 	shift
+	# Before the message, so the error stays the last line Pulumi shows.
+	restore_lock
 	printf '[%s] ERROR: %s\n' "$prog" "$*" >&2
 	exit "$code"
 }
 
 usage() {
-	printf 'usage: %s --host HOST [--secret-id ARN --region REGION] [--home-device PATH] [--deploy-public-key KEY] [--token-script PATH]\n' "$prog"
+	printf 'usage: %s --host HOST --user USER [--secret-id ID --region REGION] [--home-device PATH] [--deploy-public-key KEY] [--token-script PATH] [--shared-input NAME]\n' "$prog"
 }
 
 while (($# > 0)); do
 	case $1 in
-	--host | --secret-id | --region | --home-device | --deploy-public-key | --token-script)
+	--host | --user | --secret-id | --region | --home-device | --deploy-public-key | --token-script | --shared-input)
 		(($# >= 2)) || fail 1 "$1 needs a value"
 		case $1 in
 		--host) host=$2 ;;
+		--user) user=$2 ;;
+		--shared-input) shared_input=$2 ;;
 		--secret-id) secret_id=$2 ;;
 		--region) region=$2 ;;
 		--home-device) home_device=$2 ;;
@@ -80,6 +109,9 @@ done
 
 # HOST becomes a flake attribute name: keep it to what a NixOS hostName allows.
 [[ $host =~ ^[A-Za-z0-9][A-Za-z0-9-]*$ ]] || fail 1 "--host must be a host name (letters, digits, '-'), got '$host'"
+# NixOS refuses login names of 32 characters or more (users-groups.nix).
+[[ $user =~ ^[a-z_][a-z0-9_-]{0,30}$ ]] || fail 1 "--user must be the developer's login name ([a-z_][a-z0-9_-], at most 31 characters), got '$user'"
+[[ $shared_input =~ ^[A-Za-z][A-Za-z0-9_-]*$ ]] || fail 1 "--shared-input must be a flake input name, got '$shared_input'"
 if [[ -n $secret_id && -z $region ]]; then
 	fail 1 "--secret-id needs --region"
 fi
@@ -103,7 +135,18 @@ export PATH
 umask 077
 # 0755 like the token unit's tmpfiles rule: files inside stay 0400, non-root nix can still stat them.
 [[ -d $run_dir ]] || install -d -m 0755 -- "$run_dir"
-trap 'rm -f -- "$deploy_conf" "$deploy_conf".tmp.*' EXIT
+cleanup() {
+	rm -f -- "$deploy_conf" "$deploy_conf".tmp.*
+	restore_lock
+	rm -f -- "$lock_backup"
+}
+trap cleanup EXIT
+if [[ -e $lock_file ]]; then
+	cp -p -- "$lock_file" "$lock_backup"
+else
+	rm -f -- "$lock_backup"
+fi
+lock_saved=true
 
 # --- 1. home volume -------------------------------------------------------------------------
 if [[ -n $home_device ]]; then
@@ -147,10 +190,20 @@ if [[ -n $secret_id ]]; then
 	step "fetching the GitHub token from $secret_id with the instance role"
 	[[ -f $token_script ]] || fail 1 "token script $token_script not found (use --token-script)"
 	if ! command -v aws >/dev/null; then
-		# The stock NixOS AMI has no AWS CLI: borrow awscli2 from nixpkgs for this one run.
-		log "aws CLI not on PATH (the stock AMI has none): building nixpkgs#awscli2"
-		awscli_out=$(nix build --no-link --print-out-paths nixpkgs#awscli2) ||
-			fail 3 "could not build nixpkgs#awscli2 to read the token"
+		# The stock NixOS AMI has no AWS CLI: borrow awscli2 for this one run from the nixpkgs the
+		# host flake pins (a public input), not the global registry's unpinned nixpkgs-unstable.
+		# Locking needs no token when the shared flake is public; a private one must be locked
+		# already (every apply after the first) or have the CLI on the image.
+		if [[ ! -e $lock_file ]]; then
+			log "no $lock_file yet: locking the host flake to learn its nixpkgs"
+			nix flake lock "$flake_dir" ||
+				fail 3 "could not lock $flake_dir (a private shared flake needs the token, which needs the aws CLI: put awscli2 on the image or lock the host flake once by hand)"
+		fi
+		nixpkgs_ref=$(nix eval --impure --raw --file "$script_dir/locked-nixpkgs.nix" --argstr lockFile "$lock_file") ||
+			fail 3 "could not read the nixpkgs that $lock_file pins"
+		log "aws CLI not on PATH (the stock AMI has none): building awscli2 from $nixpkgs_ref"
+		awscli_out=$(nix build --no-link --print-out-paths "$nixpkgs_ref#awscli2") ||
+			fail 3 "could not build $nixpkgs_ref#awscli2 to read the token"
 		PATH=$awscli_out/bin:$PATH
 	fi
 	bash "$token_script" --secret-id "$secret_id" --region "$region" --output "$token_file" ||
@@ -159,7 +212,14 @@ else
 	log "no --secret-id given: building without a GitHub token (public flakes only)"
 fi
 
-# --- 4. switch ----------------------------------------------------------------------------------
+# --- 4. shared flake input -----------------------------------------------------------------------
+# A re-apply must build the shared flake's current commit even when its reference is unchanged;
+# only that input moves (nixpkgs follows it). `nix flake update <input>` replaced --update-input.
+step "updating the host flake's '$shared_input' input to the shared flake's current commit"
+nix flake update "$shared_input" --flake "$flake_dir" ||
+	fail 8 "could not update the '$shared_input' input of $flake_dir; nothing was changed"
+
+# --- 5. switch ----------------------------------------------------------------------------------
 previous_generation=$(readlink -- "$system_profile") ||
 	fail 1 "cannot read the current system generation from $system_profile"
 [[ $previous_generation =~ -([0-9]+)-link$ ]] ||
@@ -195,14 +255,9 @@ if ((rebuild_status != 0)); then
 fi
 log "switched to $current_generation"
 
-# --- 5. verify the new system ---------------------------------------------------------------
-step "verifying that the new system keeps SSH, /home and the deploy login working"
+# --- 6. verify the new system ---------------------------------------------------------------
+step "verifying that the new system keeps /home, the developer's login and the deploy login working"
 problems=()
-
-# NixOS names the unit sshd.service; with startWhenNeeded it is socket-activated instead.
-if ! systemctl is-active --quiet sshd.service && ! systemctl is-active --quiet sshd.socket; then
-	problems+=("sshd is not active (neither sshd.service nor sshd.socket)")
-fi
 
 if [[ -n $home_device ]]; then
 	home_source=$(findmnt --noheadings --nofsroot --output SOURCE --mountpoint /home || true)
@@ -213,45 +268,13 @@ if [[ -n $home_device ]]; then
 	fi
 fi
 
-# Ask sshd itself for the settings that apply to root's connection from Pulumi.
-if sshd_config=$(sshd -T -C user=root,host=localhost,addr=127.0.0.1); then
-	permit_root_login=
-	pubkey_authentication=
-	authorized_keys_files=()
-	while read -r keyword value; do
-		case $keyword in
-		permitrootlogin) permit_root_login=$value ;;
-		pubkeyauthentication) pubkey_authentication=$value ;;
-		authorizedkeysfile) read -r -a authorized_keys_files <<<"$value" ;;
-		esac
-	done <<<"$sshd_config"
-	if [[ -z $permit_root_login || $permit_root_login == no ]]; then
-		problems+=("sshd would refuse root logins (permitrootlogin '${permit_root_login:-unset}')")
-	fi
-	if [[ $pubkey_authentication != yes ]]; then
-		problems+=("sshd public key authentication is '${pubkey_authentication:-unset}', not yes")
-	fi
-	if [[ -n $deploy_public_key ]]; then
-		found=false
-		for pattern in "${authorized_keys_files[@]}"; do
-			# sshd tokens: %% is '%', %u the user, %h the home; relative paths are under the home.
-			path=${pattern//%%/$'\001'}
-			path=${path//%u/root}
-			path=${path//%h/$root_home}
-			path=${path//$'\001'/%}
-			[[ $path == /* ]] || path=$root_home/$path
-			if [[ -f $path ]] && grep -qF -- "$deploy_key_material" "$path"; then
-				found=true
-				log "deploy key found in $path"
-				break
-			fi
-		done
-		if [[ $found != true ]]; then
-			problems+=("the deploy public key is in none of root's authorized keys files (${authorized_keys_files[*]:-none})")
-		fi
-	fi
-else
-	problems+=("sshd -T could not evaluate the new sshd configuration")
+# The developer's GitHub-key path and root's deploy key, checked the way sshd decides.
+verify_args=(--user "$user")
+if [[ -n $deploy_public_key ]]; then
+	verify_args+=(--deploy-public-key "$deploy_public_key")
+fi
+if ! bash "$script_dir/verify-login.sh" "${verify_args[@]}"; then
+	problems+=("verify-login.sh found that $user or root cannot log in (reasons above)")
 fi
 
 if ((${#problems[@]} > 0)); then
@@ -265,4 +288,5 @@ if ((${#problems[@]} > 0)); then
 	fi
 	rollback "the new system failed verification: $summary"
 fi
+lock_keep=true
 step "applied $flake_dir#$host as $current_generation and verified it"

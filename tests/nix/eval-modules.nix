@@ -1,9 +1,13 @@
 # Evaluates the devserver NixOS modules with only nixpkgs' lib: undeclared NixOS options are accepted
 # freely, packages are fakes. Used by test_module_eval.py; the real NixOS evaluation is `nix flake check`.
+# Where a stub stands in for a NixOS module it carries that module's rules: `users` below is
+# nixpkgs nixos/modules/config/users-groups.nix (005ab72f) cut down to what the modules touch.
 {
   libPath,
   # Extra module (as an attrset) layered over the sample host, e.g. a bad value to test an assertion.
   overrides ? { },
+  # Extra module layered at normal priority, as a host flake would write it (opinions must yield).
+  host ? { },
 }:
 let
   lib = import libPath;
@@ -18,6 +22,7 @@ let
   # writeShellApplication keeps its text so tests can see what the machine would run.
   pkgs = {
     writeShellApplication = args: fakePackage args.name // { inherit (args) text runtimeInputs; };
+    writeShellScript = name: text: fakePackage name // { inherit text; };
   }
   // lib.genAttrs [
     "awscli2"
@@ -31,9 +36,180 @@ let
     "jq"
     "nix"
     "nixfmt"
+    "nixfmt-tree"
+    "shadow"
     "systemd"
+    "util-linux"
     "zsh"
   ] fakePackage;
+
+  # nixpkgs nixos/lib/utils.nix escapeSystemdPath, for unit names built from user names.
+  utils.escapeSystemdPath =
+    s:
+    lib.replaceStrings [ "/" "-" " " ] [ "-" "\\x2d" "\\x20" ] (
+      lib.removeSuffix "/" (lib.removePrefix "/" s)
+    );
+
+  # users-groups.nix: allowsLogin, the user submodule's options and derived defaults.
+  allowsLogin =
+    hash:
+    hash == ""
+    || !(lib.elem hash [
+      null
+      "!"
+      "!!"
+      "*"
+    ]);
+  userModule =
+    { name, config, ... }:
+    {
+      freeformType = freeform;
+      options = {
+        enable = lib.mkOption {
+          type = lib.types.bool;
+          default = true;
+        };
+        name = lib.mkOption {
+          type = lib.types.passwdEntry lib.types.str;
+          apply =
+            x:
+            assert (
+              builtins.stringLength x < 32 || abort "Username '${x}' is longer than 31 characters which is not allowed!"
+            );
+            x;
+        };
+        description = lib.mkOption {
+          type = lib.types.passwdEntry lib.types.str;
+          default = "";
+        };
+        uid = lib.mkOption {
+          type = lib.types.nullOr lib.types.int;
+          default = null;
+        };
+        isSystemUser = lib.mkOption {
+          type = lib.types.bool;
+          default = false;
+        };
+        isNormalUser = lib.mkOption {
+          type = lib.types.bool;
+          default = false;
+        };
+        group = lib.mkOption {
+          type = lib.types.str;
+          default = "";
+        };
+        extraGroups = listOption lib.types.str;
+        home = lib.mkOption {
+          type = lib.types.passwdEntry lib.types.path;
+          default = "/var/empty";
+        };
+        homeMode = lib.mkOption {
+          type = lib.types.strMatching "[0-7]{1,5}";
+          default = "700";
+        };
+        createHome = lib.mkOption {
+          type = lib.types.bool;
+          default = false;
+        };
+        shell = lib.mkOption {
+          type = lib.types.anything;
+          default = pkgs.shadow;
+        };
+        hashedPassword = lib.mkOption {
+          type = lib.types.nullOr (lib.types.passwdEntry lib.types.str);
+          default = null;
+        };
+        password = lib.mkOption {
+          type = lib.types.nullOr lib.types.str;
+          default = null;
+        };
+        hashedPasswordFile = lib.mkOption {
+          type = lib.types.nullOr lib.types.str;
+          default = null;
+        };
+        linger = lib.mkOption {
+          type = lib.types.nullOr lib.types.bool;
+          default = null;
+        };
+        openssh.authorizedKeys = {
+          keys = listOption lib.types.singleLineStr;
+          keyFiles = listOption lib.types.path;
+        };
+      };
+      config = lib.mkMerge [
+        { name = lib.mkDefault name; }
+        (lib.mkIf config.isNormalUser {
+          group = lib.mkDefault "users";
+          createHome = lib.mkDefault true;
+          home = lib.mkDefault "/home/${config.name}";
+        })
+      ];
+    };
+  usersStub =
+    { config, ... }:
+    let
+      cfg = config.users;
+    in
+    {
+      options.users = {
+        mutableUsers = lib.mkOption {
+          type = lib.types.bool;
+          default = true;
+        };
+        allowNoPasswordLogin = lib.mkOption {
+          type = lib.types.bool;
+          default = false;
+        };
+        users = lib.mkOption {
+          type = lib.types.attrsOf (lib.types.submodule userModule);
+          default = { };
+        };
+        groups = lib.mkOption {
+          type = lib.types.attrsOf freeform;
+          default = { };
+        };
+      };
+      config.users.users.root = {
+        uid = 0;
+        group = "root";
+        home = "/root";
+      };
+      config.assertions = [
+        {
+          # users-groups.nix: the lock-out guard, word for word in its logic.
+          assertion =
+            !cfg.mutableUsers
+            -> !cfg.allowNoPasswordLogin
+            -> lib.any lib.id (
+              lib.mapAttrsToList (
+                name: u:
+                (name == "root" || u.group == "wheel" || lib.elem "wheel" u.extraGroups)
+                && (
+                  allowsLogin u.hashedPassword
+                  || u.password != null
+                  || u.hashedPasswordFile != null
+                  || u.openssh.authorizedKeys.keys != [ ]
+                  || u.openssh.authorizedKeys.keyFiles != [ ]
+                )
+              ) cfg.users
+              ++ [ (config.security.googleOsLogin.enable or false) ]
+            );
+          message = "Neither the root account nor any wheel user has a password or SSH authorized key.";
+        }
+      ]
+      ++ lib.flatten (
+        lib.mapAttrsToList (name: u: [
+          {
+            assertion = lib.xor u.isSystemUser u.isNormalUser;
+            message = "Exactly one of users.users.${name}.isSystemUser and users.users.${name}.isNormalUser must be set.";
+          }
+          {
+            assertion = u.group != "";
+            message = "users.users.${name}.group is unset.";
+          }
+        ]) (lib.filterAttrs (name: _: name != "root") cfg.users)
+      );
+    };
 
   freeform = lib.types.lazyAttrsOf lib.types.anything;
   freeformWith =
@@ -87,15 +263,18 @@ let
   evaluated = lib.evalModules {
     specialArgs = {
       modulesPath = toString ./fake-modulesPath;
+      inherit utils;
     };
     modules = [
       nixosStub
+      usersStub
       { _module.args.pkgs = pkgs; }
       # Exactly what a host flake imports.
       outputs.nixosModules.devserver
       (repo + "/nix/hosts/sample.nix")
       # Forced so a test's value replaces the sample host's instead of conflicting with it.
       (lib.mapAttrsRecursive (_: lib.mkForce) overrides)
+      host
     ];
   };
   config = evaluated.config;
@@ -120,6 +299,23 @@ in
   swap = config.zramSwap or null;
   openssh = config.services.openssh;
   user = config.users.users.${user};
+  users = lib.mapAttrs (_: u: {
+    inherit (u)
+      name
+      description
+      group
+      extraGroups
+      home
+      homeMode
+      createHome
+      linger
+      uid
+      ;
+    authorizedKeys = u.openssh.authorizedKeys.keys;
+  }) config.users.users;
+  etc = lib.mapAttrs (_: f: { inherit (f) mode text; }) (config.environment.etc or { });
+  homeDirsService = service "devserver-home-dirs";
+  upgradeService = service "nixos-upgrade";
   mutableUsers = config.users.mutableUsers;
   sudo = config.security.sudo;
   docker = config.virtualisation.docker or null;
@@ -130,9 +326,12 @@ in
   autoUpgrade = config.system.autoUpgrade or null;
   upgradePreStart = (service "nixos-upgrade").preStart or null;
   tokenService = service "devserver-github-token";
+  # What region would be without the sample host's explicit value.
+  tokenRegionDefault = evaluated.options.devserver.token.region.default;
   idleStopService = service "devserver-idle-stop";
   homeManagerUser = config.home-manager.users.${user};
   direnv = config.programs.direnv;
+  git = config.programs.git;
   zshInit = config.programs.zsh.interactiveShellInit or "";
   systemPackages = map (p: p.name) (config.environment.systemPackages or [ ]);
   # Every string the configuration holds, for "no token anywhere" checks.

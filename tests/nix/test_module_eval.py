@@ -1,12 +1,15 @@
 """The devserver NixOS modules evaluated with nixpkgs' lib alone (lib.evalModules, fake pkgs).
 
-Needs `nix-instantiate` and a checkout of nixpkgs' lib (e.g. nix-community/nixpkgs.lib, 25.05 era
-for Nix 2.8) named by NIXPKGS_LIB=/path/to/lib; skipped otherwise. The full NixOS evaluation is
-`nix flake check` in the GitHub workflow.
+Needs `nix-instantiate` and a checkout of nixpkgs' lib (e.g. nix-community/nixpkgs.lib from before
+its minimum Nix became 2.18, for Debian's Nix 2.8) named by NIXPKGS_LIB=/path/to/lib; skipped
+otherwise. The GitHub nix workflow runs this file with the flake's own locked nixpkgs lib, next to
+`nix flake check`. The harness's `users` stub carries nixpkgs users-groups.nix's rules (the lock-out
+assertion, name length, passwd fields), so what NixOS refuses is refused here too.
 """
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,6 +20,9 @@ import pytest
 HARNESS = Path(__file__).resolve().parent / "eval-modules.nix"
 LIB = os.environ.get("NIXPKGS_LIB", "")
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:devserver/alice/github-token-AbCdEf"
+SECRET_NAME = "devserver/sample/devserver-sample/github-token"
+KEYS_COMMAND = "/etc/ssh/devserver-github-authorized-keys"
+LOCKOUT = "Neither the root account nor any wheel user has a password or SSH authorized key"
 
 pytestmark = [
     pytest.mark.skipif(
@@ -29,8 +35,10 @@ pytestmark = [
 ]
 
 
-def evaluate(overrides: str = "{ }") -> dict[str, Any]:
-    result = subprocess.run(
+def run_harness(
+    overrides: str = "{ }", host: str = "{ }", attr: str = ""
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [
             "nix-instantiate",
             "--option",
@@ -46,14 +54,31 @@ def evaluate(overrides: str = "{ }") -> dict[str, Any]:
             "--arg",
             "overrides",
             overrides,
+            "--arg",
+            "host",
+            host,
+            *(["-A", attr] if attr else []),
         ],
         capture_output=True,
         text=True,
         check=False,
         env={**os.environ, "NIX_PATH": ""},
     )
+
+
+def evaluate(overrides: str = "{ }", host: str = "{ }") -> dict[str, Any]:
+    result = run_harness(overrides, host)
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    value: dict[str, Any] = json.loads(result.stdout)
+    return value
+
+
+def failed_assertions(overrides: str = "{ }") -> list[str]:
+    """Only the assertion messages: evaluating them forces no more than NixOS does to check them."""
+    result = run_harness(overrides, attr="failedAssertions")
+    assert result.returncode == 0, result.stderr
+    messages: list[str] = json.loads(result.stdout)
+    return messages
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +87,121 @@ def sample() -> dict[str, Any]:
 
 
 def test_sample_host_passes_every_assertion(sample: dict[str, Any]) -> None:
+    # Includes users-groups.nix's lock-out guard: the sample host is what `nix flake check` builds.
     assert sample["failedAssertions"] == []
+
+
+def test_immutable_users_with_no_root_key_fail_nixos_lockout_assertion() -> None:
+    # The stub carries the upstream rule, so dropping root's declared key must trip it.
+    messages = failed_assertions("{ devserver.deploy.rootAuthorizedKeys = [ ]; }")
+    assert any(LOCKOUT in m for m in messages), messages
+
+
+def test_root_login_is_declared_from_the_deploy_keys(sample: dict[str, Any]) -> None:
+    root = sample["users"]["root"]
+    assert root["authorizedKeys"] == [
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeDeployKeyForTheSampleHostOnly devserver-deploy"
+    ], "root's deploy key must be declared (users.users.root.openssh.authorizedKeys.keys)"
+    assert sample["mutableUsers"] is False
+
+
+def test_login_name_of_32_characters_is_refused_31_accepted() -> None:
+    assert not failed_assertions(f'{{ devserver.user.name = "{"a" * 31}"; }}')
+    messages = failed_assertions(f'{{ devserver.user.name = "{"a" * 32}"; }}')
+    assert any("devserver.user.name" in m and "1-31" in m for m in messages), messages
+
+
+@pytest.mark.parametrize(
+    "full_name",
+    ["Alice: Admin", "Alice\\nExample", "Alice\\tExample"],
+    ids=["colon", "newline", "tab"],
+)
+def test_full_name_that_would_break_etc_passwd_is_refused(full_name: str) -> None:
+    messages = failed_assertions(f'{{ devserver.user.fullName = "{full_name}"; }}')
+    assert any("devserver.user.fullName" in m and "/etc/passwd" in m for m in messages), messages
+
+
+def test_keys_command_is_a_root_owned_0755_copy_under_etc_never_a_store_path(
+    sample: dict[str, Any],
+) -> None:
+    command = sample["openssh"]["authorizedKeysCommand"].split()
+    assert command[0] == KEYS_COMMAND, "sshd's safe_path refuses /nix/store (1775 root:nixbld)"
+    assert not any(word.startswith("/nix/store") for word in command)
+    wrapper = sample["etc"]["ssh/devserver-github-authorized-keys"]
+    assert wrapper["mode"] == "0755", (
+        "a mode makes environment.etc copy the file (no store symlink)"
+    )
+    lines = wrapper["text"].splitlines()
+    assert lines[0] == "#!/bin/sh"
+    assert lines[1].startswith("exec /nix/store/") and lines[1].endswith(
+        '/bin/devserver-github-authorized-keys "$@"'
+    ), wrapper["text"]
+
+
+def test_host_values_win_over_every_opinion() -> None:
+    # Plain (normal-priority) definitions, as a host flake writes them: no conflicting definitions.
+    host = """{
+      users.mutableUsers = true;
+      security.sudo.wheelNeedsPassword = true;
+      security.sudo.execWheelOnly = false;
+      services.openssh.settings.PasswordAuthentication = true;
+      services.openssh.settings.PermitRootLogin = "no";
+      nix.gc.automatic = false;
+      virtualisation.docker.autoPrune.dates = "weekly";
+      users.users.alice.uid = 1500;
+      programs.git.lfs.enable = false;
+    }"""
+    result = evaluate(host=host)
+    assert result["mutableUsers"] is True
+    assert result["sudo"]["wheelNeedsPassword"] is True
+    assert result["sudo"]["execWheelOnly"] is False
+    assert result["openssh"]["settings"]["PasswordAuthentication"] is True
+    assert result["openssh"]["settings"]["PermitRootLogin"] == "no"
+    assert result["nixGc"]["automatic"] is False
+    assert result["docker"]["autoPrune"]["dates"] == "weekly"
+    assert result["user"]["uid"] == 1500
+    assert result["git"]["lfs"]["enable"] is False
+
+
+def test_lingering_is_left_to_nixos_unless_the_vscode_server_needs_it(
+    sample: dict[str, Any],
+) -> None:
+    assert sample["user"]["linger"] is True
+    result = evaluate("{ devserver.image.vscodeServer.enable = false; }")
+    assert result["user"]["linger"] is None, "linger = false would disable lingering set by hand"
+
+
+def test_first_login_shell_has_a_managed_zshrc(sample: dict[str, Any]) -> None:
+    assert sample["homeManagerUser"]["programs"]["zsh"]["enable"] is True
+
+
+def test_developer_uid_is_pinned_so_a_new_instance_owns_the_old_home(
+    sample: dict[str, Any],
+) -> None:
+    assert sample["user"]["uid"] == 1000
+
+
+def test_ssm_user_keeps_sudo_under_exec_wheel_only() -> None:
+    result = evaluate(host="{ services.amazon-ssm-agent.enable = true; }")
+    assert "wheel" in result["users"]["ssm-user"]["extraGroups"]
+    assert result["sudo"]["execWheelOnly"] is True
+
+
+def test_home_directories_are_made_on_the_mounted_volume_before_home_manager_and_logins(
+    sample: dict[str, Any],
+) -> None:
+    unit = sample["homeDirsService"]
+    assert unit is not None, "activation makes /home/alice before the volume is mounted over it"
+    assert unit["unitConfig"]["RequiresMountsFor"] == "/home"
+    assert {"systemd-user-sessions.service", "home-manager-alice.service"} <= set(unit["before"])
+    assert "home-manager-alice.service" in unit["wantedBy"]
+    assert "multi-user.target" in unit["wantedBy"]
+    assert unit["serviceConfig"]["Type"] == "oneshot"
+
+
+def test_home_manager_unit_name_escapes_the_login_like_systemd() -> None:
+    result = evaluate('{ devserver.user.name = "dev-one"; }')
+    assert "home-manager-dev\\x2done.service" in result["homeDirsService"]["before"]
 
 
 def test_home_is_mounted_by_stable_name_formatted_only_when_blank_and_never_blocks_boot(
@@ -117,10 +256,10 @@ def test_user_is_wheel_and_docker_with_passwordless_sudo_for_wheel_only(
     assert sample["sudo"]["execWheelOnly"] is True
 
 
-def test_token_unit_gets_the_arn_and_never_a_token(sample: dict[str, Any]) -> None:
+def test_token_unit_gets_the_secret_name_and_never_a_token(sample: dict[str, Any]) -> None:
     unit = sample["tokenService"]
     exec_start = unit["serviceConfig"]["ExecStart"]
-    assert f"--secret-id {ARN}" in exec_start
+    assert f"--secret-id {SECRET_NAME} --region eu-west-1" in exec_start
     assert "--output /run/devserver/nix-access-tokens.conf" in exec_start
     assert "access-tokens" not in sample["allText"].replace("nix-access-tokens.conf", "")
 
@@ -131,6 +270,16 @@ def test_token_unit_can_never_fail_the_boot(sample: dict[str, Any]) -> None:
     assert "requiredBy" not in unit, "nothing may require the token unit"
     assert "network-online.target" in unit["after"]
     assert unit["serviceConfig"]["Restart"] == "on-failure"
+    # "-": systemd skips a missing path instead of failing the unit's namespace setup.
+    assert unit["serviceConfig"]["ReadWritePaths"] == ["-/run/devserver"]
+
+
+def test_token_region_comes_from_an_arn_and_is_required_with_a_name() -> None:
+    from_arn = evaluate(f'{{ devserver.token.secretId = "{ARN}"; }}')
+    assert from_arn["tokenRegionDefault"] == "eu-west-1"
+    assert evaluate()["tokenRegionDefault"] is None, "a secret name implies no region"
+    messages = failed_assertions("{ devserver.token.region = null; }")
+    assert any("devserver.token.region" in m for m in messages), messages
 
 
 def test_nix_conf_includes_the_token_file_whose_directory_stays_traversable(
@@ -141,15 +290,20 @@ def test_nix_conf_includes_the_token_file_whose_directory_stays_traversable(
     assert "d /run/devserver 0755 root root -" in sample["tmpfiles"]
 
 
-def test_no_token_arn_means_no_token_unit_and_no_include() -> None:
-    result = evaluate("{ devserver.token.secretArn = null; }")
+def test_no_token_secret_means_no_token_unit_and_no_include() -> None:
+    result = evaluate("{ devserver.token.secretId = null; }")
     assert result["tokenService"] is None
     assert "nix-access-tokens" not in result["nixExtraOptions"]
 
 
-def test_malformed_token_arn_is_rejected() -> None:
-    result = evaluate('{ devserver.token.secretArn = "devserver/alice/github-token"; }')
-    assert any("devserver.token.secretArn" in m for m in result["failedAssertions"])
+@pytest.mark.parametrize(
+    "secret_id",
+    ["arn:aws:secretsmanager:eu-west-1:secret:x", "devserver alice token", ""],
+    ids=["short-arn", "space", "empty"],
+)
+def test_malformed_token_secret_id_is_rejected(secret_id: str) -> None:
+    messages = failed_assertions(f'{{ devserver.token.secretId = "{secret_id}"; }}')
+    assert any("devserver.token.secretId" in m for m in messages), messages
 
 
 def test_idle_stop_runs_every_minute_only_when_minutes_is_positive(sample: dict[str, Any]) -> None:
@@ -174,6 +328,26 @@ def test_nightly_upgrade_refreshes_only_the_shared_input(sample: dict[str, Any])
     assert sample["upgradePreStart"].strip().endswith("flake update devserver --flake /etc/nixos")
 
 
+def test_nightly_upgrade_saves_the_lock_and_restores_it_when_it_fails(
+    sample: dict[str, Any],
+) -> None:
+    unit = sample["upgradeService"]
+    pre_start = unit["preStart"]
+    tool = "/bin/devserver-upgrade-flake-lock"
+    assert pre_start.index(f"{tool} save /etc/nixos") < pre_start.index("flake update devserver"), (
+        "the lock must be saved before it is updated"
+    )
+    # ExecStopPost also runs after a failed start; the script reads $SERVICE_RESULT.
+    assert unit["serviceConfig"]["ExecStopPost"].endswith(f"{tool} restore /etc/nixos")
+
+
+def test_nightly_upgrade_waits_for_the_token_unit_at_boot(sample: dict[str, Any]) -> None:
+    unit = sample["upgradeService"]
+    assert "devserver-github-token.service" in unit["after"]
+    assert "devserver-github-token.service" in unit["wants"]
+    assert "devserver-github-token.service" not in unit.get("requires", [])
+
+
 def test_editor_is_code_wait_only_inside_vscode_terminals(sample: dict[str, Any]) -> None:
     assert 'TERM_PROGRAM:-}" == vscode' in sample["zshInit"]
     assert 'EDITOR="code --wait"' in sample["zshInit"]
@@ -192,6 +366,64 @@ def test_flake_exposes_every_part_templates_checks_per_arch_and_a_formatter(
         "x86_64-linux": "x86_64-linux",
         "aarch64-linux": "aarch64-linux",
     }
-    assert set(outputs["formatter"].values()) == {"nixfmt"}
+    # nixfmt on a directory is deprecated; nixfmt-tree is what `nix fmt` should run.
+    assert set(outputs["formatter"].values()) == {"nixfmt-tree"}
     # The flake, not the module file, wires nixos-vscode-server's home-manager module in.
     assert sample["homeManagerSharedModules"] == [{"vscodeServerHomeModuleStandIn": True}]
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="needs root and unshare to mount a blank /home in a private mount namespace",
+)
+@pytest.mark.parametrize("volume", ["blank", "existing-home", "not-mounted"])
+def test_home_dirs_script_makes_only_missing_homes_and_only_on_the_volume(volume: str) -> None:
+    # The unit's real script, run by sh under `set -e` as systemd does, against a tmpfs /home.
+    user = "dvh" + secrets.token_hex(4)
+    script = evaluate(f'{{ devserver.user.name = "{user}"; }}')["homeDirsService"]["script"]
+    subprocess.run(["useradd", "-M", "-U", user], check=True)
+    try:
+        prepare = {
+            "blank": "mount -t tmpfs devserver-test-home /home",
+            "existing-home": (
+                "mount -t tmpfs devserver-test-home /home && mkdir -m 0750 /home/"
+                + user
+                + " && echo kept > /home/"
+                + user
+                + "/notes && chown nobody /home/"
+                + user
+            ),
+            # Private namespace: drops a real /home mount for this test only, so nothing can land there.
+            "not-mounted": "{ umount -l /home 2>/dev/null || true; } && ! mountpoint -q /home",
+        }[volume]
+        report = f'stat -c "%U %a" /home/{user} 2>/dev/null || echo absent; cat /home/{user}/notes 2>/dev/null || true'
+        result = subprocess.run(
+            [
+                *("unshare", "--mount", "--propagation", "private", "sh", "-c"),
+                f'{prepare} && {{ sh -e -c "$1"; echo exit=$?; }}; {report}',
+                "sh",
+                script,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        subprocess.run(["userdel", user], check=False, capture_output=True)
+        subprocess.run(["groupdel", user], check=False, capture_output=True)
+    out = result.stdout.split()
+    if volume == "blank":
+        assert out[:3] == ["created", f"/home/{user}", "on"], result.stdout + result.stderr
+        assert out[-3:] == ["exit=0", user, "700"], result.stdout
+    elif volume == "existing-home":
+        assert "left as it is" in result.stdout, result.stdout
+        assert out[-4:] == ["exit=0", "nobody", "750", "kept"], "an existing home is never touched"
+    else:
+        assert "/home is not a mount point; creating nothing" in result.stderr
+        assert out[-2:] == ["exit=1", "absent"], "nothing may be created on the root disk"
+
+
+def test_old_secret_arn_option_still_sets_the_secret_id() -> None:
+    # Hand-made hosts written for `devserver.token.secretArn` keep working (with a rename warning).
+    result = evaluate(host='{ lib, ... }: { devserver.token.secretArn = lib.mkForce "old/name"; }')
+    assert "--secret-id old/name " in result["tokenService"]["serviceConfig"]["ExecStart"]

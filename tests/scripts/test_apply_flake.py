@@ -1,9 +1,13 @@
-"""nix/scripts/apply-flake.sh with fake nixos-rebuild, nix-env, systemctl, findmnt and sshd on PATH.
+"""nix/scripts/apply-flake.sh with fake nixos-rebuild, nix-env, nix, systemctl, findmnt, getent and
+sshd on PATH.
 
-The fakes record their calls; the profile is a real symlink chain like /nix/var/nix/profiles."""
+The fakes record their calls; the profile is a real symlink chain like /nix/var/nix/profiles. The
+post-switch check is the real verify-login.sh: it runs the keys command sshd -T reports as a real
+unprivileged user (setpriv), so these tests need root, like the machine."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import subprocess
@@ -27,6 +31,19 @@ DEPLOY_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeDeployKeyForTestsOnly pul
 # nixos-rebuild fails while building: nothing was activated, the profile did not move.
 BUILD_FAILS = {"FAKE_REBUILD_EXIT": "1", "FAKE_REBUILD_NEW_GENERATION": "0"}
 SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:123456789012:secret:devserver-github-token-AbCdEf"
+VERIFY_SCRIPT = APPLY_SCRIPT.parent / "verify-login.sh"
+USER = "alice"
+USER_UID = 4242
+# A root-owned command under root-owned 0755 directories (sshd's safe_path), printing a fake key.
+USER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeUserKeyForTestsOnly"
+GOOD_KEYS_COMMAND = f"/bin/echo {USER_KEY} %u"
+LOCKED_NIXPKGS = "github:NixOS/nixpkgs/3333333333333333333333333333333333333333"
+OLD_LOCK = '{"version": 7, "note": "lock before this apply"}\n'
+UPDATED_LOCK = '{"version": 7, "note": "shared input updated"}\n'
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="verify-login.sh runs the keys command as another user (needs root)"
+)
 
 # Each fake appends "name args" to $FAKE_CALLS; behaviour comes from FAKE_* variables.
 FAKES = {
@@ -75,16 +92,34 @@ echo "sshd $*" >> "$FAKE_CALLS"
 echo "permitrootlogin ${FAKE_PERMITROOTLOGIN:-prohibit-password}"
 echo "pubkeyauthentication ${FAKE_PUBKEYAUTH:-yes}"
 echo "authorizedkeysfile .ssh/authorized_keys $FAKE_ETC/ssh/authorized_keys.d/%u"
+echo "authorizedkeyscommand $FAKE_KEYS_COMMAND"
+echo "authorizedkeyscommanduser nobody"
+""",
+    # The developer's account; every other name is looked up for real (nobody).
+    "getent": r"""
+if [[ $1 == passwd && $2 == "$FAKE_USER" ]]; then
+  echo "$FAKE_USER:x:$FAKE_USER_UID:100:Alice:$FAKE_USER_HOME:/bin/bash"
+  exit 0
+fi
+exec /usr/bin/getent "$@"
+""",
+    # Flake lock and update write a recognisable flake.lock; eval/build stand in for the awscli2 build.
+    "nix": r"""
+echo "nix $*" >> "$FAKE_CALLS"
+case "$1 ${2:-}" in
+"show-config "*) exec "$FAKE_REAL_NIX" "$@" ;;
+"flake update")
+  [[ ${FAKE_NIX_UPDATE_EXIT:-0} == 0 ]] || { echo "error: fake update failure" >&2; exit 1; }
+  printf '%s\n' '{"version": 7, "note": "shared input updated"}' > "$5/flake.lock" ;;
+"flake lock") printf '%s\n' '{"version": 7, "note": "fresh lock"}' > "$3/flake.lock" ;;
+"eval --impure") echo -n "$FAKE_LOCKED_NIXPKGS" ;;
+"build --no-link") echo "$FAKE_AWSCLI_OUT" ;;
+*) exit 9 ;;
+esac
 """,
     # The token script is a fake too; this only makes the machine look like it has an AWS CLI.
     "aws": 'echo "aws $*" >> "$FAKE_CALLS"\nexit 1\n',
 }
-
-FAKE_NIX_BUILDING_AWSCLI = r"""
-echo "nix $*" >> "$FAKE_CALLS"
-[[ $* == "build --no-link --print-out-paths nixpkgs#awscli2" ]] || exit 9
-echo "$FAKE_AWSCLI_OUT"
-"""
 
 FAKE_TOKEN_SCRIPT = r"""
 echo "token-script $*" >> "$FAKE_CALLS"
@@ -127,6 +162,10 @@ class Machine:
     def token_script(self) -> Path:
         return self.root / "deploy" / "fetch-github-token.sh"
 
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "etc" / "nixos" / "flake.lock"
+
     def calls(self) -> list[str]:
         return self.calls_file.read_text().splitlines() if self.calls_file.exists() else []
 
@@ -166,6 +205,9 @@ def machine(tmp_path: Path) -> Machine:
     (tmp_path / "etc" / "nixos" / "flake.nix").write_text("{ outputs = _: { }; }\n")
     m.home_device.parent.mkdir(parents=True)
     m.home_device.touch()
+    user_home = tmp_path / "home" / USER
+    user_home.mkdir(parents=True)
+    os.chown(user_home, USER_UID, 100)
     root_home = tmp_path / "root"
     (root_home / ".ssh").mkdir(parents=True)
     (root_home / ".ssh" / "authorized_keys").write_text(DEPLOY_KEY + "\n")
@@ -183,12 +225,19 @@ def machine(tmp_path: Path) -> Machine:
         "DEVSERVER_ROOT_HOME": str(root_home),
         "DEVSERVER_HOME_DEVICE_TIMEOUT": "5",
         "DEVSERVER_HOME_DEVICE_POLL": "0.1",
+        "FAKE_USER": USER,
+        "FAKE_USER_UID": str(USER_UID),
+        "FAKE_USER_HOME": str(user_home),
+        "FAKE_KEYS_COMMAND": GOOD_KEYS_COMMAND,
+        "FAKE_LOCKED_NIXPKGS": LOCKED_NIXPKGS,
+        "FAKE_REAL_NIX": shutil.which("nix") or "/nonexistent/nix",
     }
+    m.lock_file.write_text(OLD_LOCK)
     return m
 
 
 def full_args(m: Machine) -> list[str]:
-    return ["--home-device", str(m.home_device), "--deploy-public-key", DEPLOY_KEY]
+    return ["--user", USER, "--home-device", str(m.home_device), "--deploy-public-key", DEPLOY_KEY]
 
 
 def assert_rolled_back(m: Machine, result: subprocess.CompletedProcess[str]) -> None:
@@ -242,7 +291,7 @@ def test_failed_activation_that_moved_the_profile_rolls_back_to_the_recorded_gen
         ({"FAKE_HOME_SOURCE": ""}, "/home is not a mount point"),
         ({"FAKE_HOME_SOURCE": "/dev/nvme0n1p1"}, "not from the home volume"),
         ({"FAKE_PERMITROOTLOGIN": "no"}, "refuse root logins"),
-        ({"FAKE_PUBKEYAUTH": "no"}, "public key authentication is 'no'"),
+        ({"FAKE_PUBKEYAUTH": "no"}, "public key authentication is off"),
         ({"DEVSERVER_ROOT_HOME": "/nonexistent-root-home"}, "deploy public key is in none"),
     ],
     ids=["sshd-down", "no-home", "home-elsewhere", "no-root-login", "no-pubkey", "key-gone"],
@@ -348,13 +397,17 @@ def test_deploy_conf_is_removed_even_when_the_rebuild_fails(machine: Machine) ->
     assert list(machine.run_dir.iterdir()) == []
 
 
-def test_missing_aws_cli_is_taken_from_nixpkgs_for_the_token_fetch(machine: Machine) -> None:
+def _without_aws_cli(machine: Machine) -> Path:
     if shutil.which("aws", path="/usr/bin:/bin"):
         pytest.skip("an aws CLI in /usr/bin or /bin would be found before the nixpkgs one")
     (machine.root / "bin" / "aws").unlink()
-    _executable(machine.root / "bin" / "nix", FAKE_NIX_BUILDING_AWSCLI)
     awscli = machine.root / "nix" / "store" / "fake-awscli2"
     _executable(awscli / "bin" / "aws", "exit 0\n")
+    return awscli
+
+
+def test_missing_aws_cli_is_built_from_the_host_flakes_locked_nixpkgs(machine: Machine) -> None:
+    awscli = _without_aws_cli(machine)
 
     result = machine.apply(
         *full_args(machine),
@@ -365,8 +418,124 @@ def test_missing_aws_cli_is_taken_from_nixpkgs_for_the_token_fetch(machine: Mach
 
     assert result.returncode == 0, result.stderr
     calls = machine.calls()
-    assert "nix build --no-link --print-out-paths nixpkgs#awscli2" in calls
+    locked = APPLY_SCRIPT.parent / "locked-nixpkgs.nix"
+    assert f"nix eval --impure --raw --file {locked} --argstr lockFile {machine.lock_file}" in calls
+    assert f"nix build --no-link --print-out-paths {LOCKED_NIXPKGS}#awscli2" in calls
+    assert not [c for c in calls if "nixpkgs#awscli2" in c], "never the global registry's nixpkgs"
     assert f"aws at {awscli / 'bin' / 'aws'}" in calls
+
+
+def test_first_apply_locks_the_host_flake_before_reading_its_nixpkgs(machine: Machine) -> None:
+    awscli = _without_aws_cli(machine)
+    machine.lock_file.unlink()
+
+    result = machine.apply(
+        *full_args(machine),
+        *("--secret-id", SECRET_ARN, "--region", REGION),
+        *("--token-script", str(machine.token_script)),
+        FAKE_AWSCLI_OUT=str(awscli),
+    )
+
+    assert result.returncode == 0, result.stderr
+    calls = [c for c in machine.calls() if c.startswith("nix ")]
+    flake = machine.env["DEVSERVER_FLAKE_DIR"]
+    assert calls[0] == f"nix flake lock {flake}", calls
+    assert calls[1].startswith("nix eval "), calls
+
+
+def test_shared_input_is_updated_before_the_switch_and_kept_after_success(
+    machine: Machine,
+) -> None:
+    result = machine.apply(*full_args(machine))
+
+    assert result.returncode == 0, result.stderr
+    calls = machine.calls()
+    flake = machine.env["DEVSERVER_FLAKE_DIR"]
+    update = f"nix flake update devserver --flake {flake}"
+    assert update in calls, calls
+    assert calls.index(update) < calls.index(f"nixos-rebuild switch --flake {flake}#devbox")
+    assert machine.lock_file.read_text() == UPDATED_LOCK
+    assert not (machine.lock_file.parent / "flake.lock.pre-apply").exists()
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [
+        (BUILD_FAILS, 4),
+        ({"FAKE_REBUILD_EXIT": "4"}, 5),
+        ({"FAKE_KEYS_COMMAND": "/bin/true %u"}, 5),
+    ],
+    ids=["build-fails", "activation-fails", "verification-fails"],
+)
+def test_failed_switch_puts_the_flake_lock_back(
+    machine: Machine, fault: dict[str, str], code: int
+) -> None:
+    result = machine.apply(*full_args(machine), **fault)
+
+    assert result.returncode == code, result.stderr
+    assert machine.lock_file.read_text() == OLD_LOCK, "flake.lock must match the running system"
+    assert not (machine.lock_file.parent / "flake.lock.pre-apply").exists()
+
+
+def test_failed_switch_removes_a_flake_lock_the_run_created(machine: Machine) -> None:
+    machine.lock_file.unlink()
+
+    result = machine.apply(*full_args(machine), **BUILD_FAILS)
+
+    assert result.returncode == 4
+    assert not machine.lock_file.exists()
+
+
+def test_failed_shared_input_update_stops_before_any_rebuild(machine: Machine) -> None:
+    result = machine.apply(*full_args(machine), FAKE_NIX_UPDATE_EXIT="1")
+
+    assert result.returncode == 8, result.stderr
+    assert "could not update the 'devserver' input" in result.stderr
+    assert not [c for c in machine.calls() if c.startswith("nixos-rebuild")]
+    assert machine.lock_file.read_text() == OLD_LOCK
+
+
+def test_developer_user_is_required(machine: Machine) -> None:
+    result = machine.apply("--home-device", str(machine.home_device))
+
+    assert result.returncode == 1
+    assert "--user must be the developer's login name" in result.stderr
+    assert machine.calls() == []
+
+
+def test_keys_command_under_a_group_writable_directory_is_rolled_back(
+    machine: Machine, tmp_path: Path
+) -> None:
+    # /nix/store is 1775 root:nixbld: sshd refuses a keys command there and offers no keys.
+    store = tmp_path / "store"
+    _executable(store / "bin" / "keys", f'echo "{USER_KEY}"\n')
+    store.chmod(0o1775)
+
+    result = machine.apply(*full_args(machine), FAKE_KEYS_COMMAND=f"{store}/bin/keys %u")
+
+    assert_rolled_back(machine, result)
+    assert f'Unsafe AuthorizedKeysCommand "{store}/bin/keys"' in result.stderr
+    assert f"bad ownership or modes for directory {store}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ({"FAKE_KEYS_COMMAND": "/bin/true %u"}, "printed no public key"),
+        ({"FAKE_KEYS_COMMAND": "none"}, "no AuthorizedKeysCommand for alice"),
+        ({"FAKE_KEYS_COMMAND": "/bin/false %u"}, "exited with status 1"),
+        ({"FAKE_USER": "someone-else"}, "user alice does not exist"),
+        ({"FAKE_USER_UID": "4343"}, "is owned by uid 4242, not by alice (uid 4343)"),
+    ],
+    ids=["no-keys", "no-command", "command-fails", "no-account", "home-not-owned"],
+)
+def test_new_system_that_breaks_the_developer_login_is_rolled_back(
+    machine: Machine, fault: dict[str, str], message: str
+) -> None:
+    result = machine.apply(*full_args(machine), **fault)
+
+    assert_rolled_back(machine, result)
+    assert message in result.stderr
 
 
 @pytest.mark.skipif(shutil.which("nix") is None, reason="needs a real `nix` (Debian nix-bin)")
@@ -385,6 +554,7 @@ def test_real_nix_sees_flakes_and_the_token_fetched_from_secrets_manager(
         "DEVSERVER_TOKEN_ATTEMPTS": "2",
         "DEVSERVER_TOKEN_BACKOFF_SECONDS": "0",
         "FAKE_RUN_REAL_NIX": "1",
+        "FAKE_REAL_NIX": str(nix_dir / "nix"),
     }
 
     result = machine.apply(
@@ -410,7 +580,7 @@ def test_scripts_pass_shellcheck() -> None:
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
     result = subprocess.run(
-        ["shellcheck", "--shell=bash", str(APPLY_SCRIPT), str(FETCH_SCRIPT)],
+        ["shellcheck", "--shell=bash", str(APPLY_SCRIPT), str(FETCH_SCRIPT), str(VERIFY_SCRIPT)],
         capture_output=True,
         text=True,
     )
