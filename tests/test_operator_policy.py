@@ -78,7 +78,10 @@ ACTIONS: dict[str, list[str]] = {
         "ec2:StartInstances", "ec2:StopInstances", "ec2:DescribeInstances",
         "ec2:DescribeInstanceStatus",
     ],
-    "aws:ec2/eip:Eip": ["ec2:AllocateAddress", "ec2:ReleaseAddress", "ec2:DescribeAddresses", *EC2_TAGGING],
+    "aws:ec2/eip:Eip": [
+        "ec2:AllocateAddress", "ec2:ReleaseAddress", "ec2:DescribeAddresses",
+        "ec2:DescribeAddressesAttribute", "ec2:DisassociateAddress", *EC2_TAGGING,
+    ],
     "aws:ec2/eipAssociation:EipAssociation": [
         "ec2:AssociateAddress", "ec2:DisassociateAddress", "ec2:DescribeAddresses",
     ],
