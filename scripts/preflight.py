@@ -6,7 +6,8 @@ It reads only local files and the environment, never AWS: the stack file exists,
 CLI requires is set (`aws:region` and the keys Pulumi.yaml declares without a default), and AWS
 credentials are configured somewhere the AWS SDK looks (environment keys, a web identity or
 container role, a profile in the shared files, or `aws:profile`). Whether they are still valid
-(an expired SSO session) only AWS can say; Pulumi reports that itself.
+(an expired SSO session) only AWS can say; Pulumi reports that itself. A passphrase stack run
+without a terminal needs PULUMI_CONFIG_PASSPHRASE(_FILE).
 """
 
 from __future__ import annotations
@@ -90,7 +91,23 @@ def aws_credentials_problem(env: dict[str, str], stack_profile: str | None) -> s
     )
 
 
-def problems(stack: str, root: Path, env: dict[str, str]) -> list[str]:
+def passphrase_problem(doc: dict[str, Any], env: dict[str, str], interactive: bool) -> str | None:
+    """None when Pulumi can get the passphrase of a passphrase-encrypted stack, else what to do."""
+    passphrase_file = env.get("PULUMI_CONFIG_PASSPHRASE_FILE")
+    if passphrase_file and not Path(passphrase_file).expanduser().is_file():
+        return f"PULUMI_CONFIG_PASSPHRASE_FILE names {passphrase_file}, which is not a file"
+    # `encryptionsalt` marks the passphrase secrets provider (KMS and Pulumi Cloud stacks lack it).
+    if "encryptionsalt" not in doc or passphrase_file or "PULUMI_CONFIG_PASSPHRASE" in env:
+        return None
+    if interactive:
+        return None  # Pulumi asks for it
+    return (
+        "this stack's secrets need its passphrase and there is no terminal to ask on: set "
+        "PULUMI_CONFIG_PASSPHRASE_FILE to a file holding it (or PULUMI_CONFIG_PASSPHRASE)"
+    )
+
+
+def problems(stack: str, root: Path, env: dict[str, str], interactive: bool = False) -> list[str]:
     """Everything that would make `pulumi up` on this stack fail before it starts."""
     stack_file = root / f"Pulumi.{stack}.yaml"
     if not stack_file.is_file():
@@ -112,6 +129,9 @@ def problems(stack: str, root: Path, env: dict[str, str]) -> list[str]:
                 f"{key} is not set in Pulumi.{stack}.yaml: "
                 f"`./scripts/pulumi config set --stack {stack} {key} …` (see {FIRST_UP})"
             )
+    problem = passphrase_problem(doc, env, interactive)
+    if problem:
+        found.append(problem)
     profile = config.get("aws:profile")
     problem = aws_credentials_problem(env, profile if isinstance(profile, str) else None)
     if problem:
@@ -123,7 +143,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2 or not argv[1]:
         sys.stderr.write("usage: scripts/preflight.py <stack>\n")
         return 2
-    found = problems(argv[1], ROOT, dict(os.environ))
+    found = problems(argv[1], ROOT, dict(os.environ), interactive=sys.stdin.isatty())
     for problem in found:
         sys.stderr.write(f"scripts/up: {problem}\n")
     return 1 if found else 0

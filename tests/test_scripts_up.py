@@ -79,6 +79,7 @@ class Repo:
             [str(self.root / script), *args],
             cwd=self.root,
             env={**self.env, **env},
+            stdin=subprocess.DEVNULL,  # no terminal, as in CI
             capture_output=True,
             text=True,
             timeout=60,
@@ -212,6 +213,30 @@ def test_an_sso_profile_in_the_aws_config_file_counts_as_credentials(repo: Repo)
 
     assert done.returncode == 0, done.stderr
     assert [c["argv"][0] for c in repo.calls()] == ["stack", "up"]
+
+
+def test_a_passphrase_stack_without_a_terminal_needs_the_passphrase_from_the_environment(
+    repo: Repo, tmp_path: Path
+) -> None:
+    repo.stack(
+        "alice", "encryptionsalt: v1:ZmFrZS1zYWx0:v1:ZmFrZS1ub25jZQ==:ZmFrZQ==\n" + COMPLETE_STACK
+    )
+    passphrase = tmp_path / "passphrase"
+
+    missing = repo.run("alice", **KEYS)
+    wrong_file = repo.run("alice", PULUMI_CONFIG_PASSPHRASE_FILE=str(passphrase), **KEYS)
+    passphrase.write_text("correct horse battery staple\n")
+    given = repo.run("alice", PULUMI_CONFIG_PASSPHRASE_FILE=str(passphrase), **KEYS)
+
+    assert missing.returncode == 1
+    assert "set PULUMI_CONFIG_PASSPHRASE_FILE" in missing.stderr
+    assert wrong_file.returncode == 1
+    assert (
+        f"PULUMI_CONFIG_PASSPHRASE_FILE names {passphrase}, which is not a file"
+        in wrong_file.stderr
+    )
+    assert given.returncode == 0, given.stderr
+    assert [c["argv"][0] for c in repo.calls()] == ["stack", "up"], "the CLI ran only once ready"
 
 
 def test_a_stack_missing_on_the_backend_is_not_created_behind_the_users_back(repo: Repo) -> None:
