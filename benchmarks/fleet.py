@@ -2,11 +2,11 @@
 
 Run from the repository root:  .venv/bin/python benchmarks/fleet.py [--sizes 1,10,100,300]
 
-Each size runs the real `__main__.py` (example stack `dev`, plus `devserver:servers` with N
-entries) in a fresh Python process, so peak memory is that size's alone. Wall time covers the
-program's evaluation under the mocks, including its first imports of the provider SDKs, as
-`pulumi preview` pays them too. It prints a table and two goal checks and exits 0 unless the
-program fails.
+Each size runs the real `__main__.py` (the suite's stack `dev` from tests/stacks/, plus
+`devserver:servers` with N entries) in a fresh Python process, so peak memory is that size's
+alone. Wall time covers the program's evaluation under the mocks, including its first imports of
+the provider SDKs, as `pulumi preview` pays them too. It prints a table and two goal checks and
+exits 0 unless the program fails.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Runs the real `__main__.py` under Pulumi's mocks with real stack config, and records everything.
 
 `FakeAws` answers invokes from small tables that look like one AWS region (eu-west-1) and gives
-every resource plausible outputs. `run_program` loads `Pulumi.yaml` defaults and a stack file,
-applies overrides, runs the program, and returns what was registered: type, name, inputs (with
-secret markers kept), resource options and parents, invokes, and the resolved stack outputs.
+every resource plausible outputs. `run_program` loads `Pulumi.yaml` defaults and a stack file
+(the suite's own, `tests/stacks/Pulumi.<stack>.yaml`), applies overrides, runs the program, and
+returns what was registered: type, name, inputs (with secret markers kept), resource options and
+parents, invokes, and the resolved stack outputs.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 ROOT = Path(__file__).resolve().parent.parent
+# The suite's own stack files: the repository's Pulumi.<stack>.yaml are the user's to edit.
+FIXTURE_STACKS = ROOT / "tests" / "stacks"
 ACCOUNT = "123456789012"
 # An obviously fake token: tests look for it everywhere it must not be.
 FAKE_TOKEN = "fake-github-token-for-tests-0123456789"
@@ -370,14 +373,17 @@ class ProgramRun:
         return found[0]
 
 
-def stack_config(stack: str = "dev") -> dict[str, Any]:
-    """Pulumi.yaml's declared defaults overlaid with Pulumi.<stack>.yaml, as the CLI resolves them."""
+def stack_config(stack: str = "dev", stack_file: Path | None = None) -> dict[str, Any]:
+    """Pulumi.yaml's declared defaults overlaid with a stack file, as the CLI resolves them.
+
+    The stack file is the suite's own `tests/stacks/Pulumi.<stack>.yaml` unless one is given.
+    """
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     values: dict[str, Any] = {}
     for key, spec in (project.get("config") or {}).items():
         if isinstance(spec, dict) and "default" in spec:
             values[key if ":" in key else f"devserver:{key}"] = spec["default"]
-    stack_file = ROOT / f"Pulumi.{stack}.yaml"
+    stack_file = stack_file or FIXTURE_STACKS / f"Pulumi.{stack}.yaml"
     if stack_file.exists():
         for key, value in (yaml.safe_load(stack_file.read_text()).get("config") or {}).items():
             values[key] = value

@@ -1,4 +1,4 @@
-"""The real __main__.py with the example stack config, under mocks: what `pulumi up` would create."""
+"""The real __main__.py with the suite's stack (tests/stacks/), under mocks: what `pulumi up` would create."""
 
 import json
 from collections.abc import Callable
@@ -16,7 +16,7 @@ CANCELLER = "pulumi-python:dynamic:Resource"
 TOKEN = {"devserver:githubToken": FAKE_TOKEN}
 KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/0a1b2c3d-1111-2222-3333-444455556666"
 
-# The StackReference contract from DESIGN.md: renaming any of these breaks consumers.
+# The StackReference contract (README.md, "Outputs"): renaming any of these breaks consumers.
 DOCUMENTED_OUTPUTS = {
     "instanceId", "publicIp", "publicDns", "sshCommand", "user", "arch", "amiId",
     "availabilityZone", "homeVolumeId", "instanceRoleArn", "githubTokenSecretArn",

@@ -1,22 +1,26 @@
-"""Consumer of a devserver stack: its SSH config entry and, optionally, a stable DNS name for it."""
+"""Consumer of a devserver stack: its SSH config, pinned host keys, and optionally a DNS name."""
 
 import pulumi
 import pulumi_aws as aws
-from ssh_config import host_blocks
+from ssh_config import DEFAULT_KNOWN_HOSTS, SshConfigError, render
 
 config = pulumi.Config()
 # Fully qualified: <organization>/devserver/<stack>; DIY backends use the literal `organization`.
 devserver = pulumi.StackReference(config.require("devserverStack"))
 alias = config.get("hostAlias") or "devserver"
 identity_file = config.get("identityFile") or None
+known_hosts_file = config.get("knownHostsFile") or DEFAULT_KNOWN_HOSTS
 
-# Read output by output: one secret output elsewhere in the stack must not make these secret.
-outputs = {
-    "publicDns": devserver.require_output("publicDns"),
-    "user": devserver.require_output("user"),
-    "instanceId": devserver.get_output("instanceId"),
-    "servers": devserver.get_output("servers"),
-}
+# `servers` is the one output both stack shapes export (a single server as its only entry). Read
+# on its own: a secret output elsewhere in the stack must not make it secret.
+servers = devserver.require_output("servers")
+
+
+def _only_server_dns(value: dict[str, dict[str, str]]) -> str:
+    if not value or len(value) != 1:
+        raise SshConfigError("dnsName names one server; this stack has several")
+    return next(iter(value.values()))["publicDns"]
+
 
 host_name: pulumi.Output[str] | None = None
 zone_id = config.get("dnsZoneId")
@@ -31,14 +35,19 @@ if zone_id:
         name=dns_name,
         type=aws.route53.RecordType.CNAME,
         ttl=60,
-        records=[outputs["publicDns"]],
+        records=[servers.apply(_only_server_dns)],
     )
     host_name = record.fqdn
     pulumi.export("dnsName", record.fqdn)
 
-ssh_config = pulumi.Output.all(pulumi.Output.all(**outputs), host_name).apply(
-    lambda resolved: host_blocks(
-        resolved[0], alias, host_name=resolved[1], identity_file=identity_file
+rendered = pulumi.Output.all(servers, host_name).apply(
+    lambda resolved: render(
+        resolved[0],
+        alias,
+        host_name=resolved[1],
+        identity_file=identity_file,
+        known_hosts_file=known_hosts_file,
     )
 )
-pulumi.export("sshConfig", ssh_config)
+pulumi.export("sshConfig", rendered.apply(lambda r: r[0]))
+pulumi.export("knownHosts", rendered.apply(lambda r: r[1]))

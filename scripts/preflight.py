@@ -1,0 +1,153 @@
+"""What `./scripts/up <stack>` checks before it calls the Pulumi CLI, one clear message per problem.
+
+Usage: python scripts/preflight.py <stack>   (exit 0: ready; exit 1: each problem on stderr)
+
+It reads only local files and the environment, never AWS: the stack file exists, every key the
+CLI requires is set (`aws:region` and the keys Pulumi.yaml declares without a default), and AWS
+credentials are configured somewhere the AWS SDK looks (environment keys, a web identity or
+container role, a profile in the shared files, or `aws:profile`). Whether they are still valid
+(an expired SSO session) only AWS can say; Pulumi reports that itself. A passphrase stack run
+without a terminal needs PULUMI_CONFIG_PASSPHRASE(_FILE).
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMESPACE = "devserver"
+FIRST_UP = "README.md, 'First up'"
+
+
+def required_keys(project: dict[str, Any]) -> list[str]:
+    """Keys the CLI refuses to run without: declared without a default, plus the region."""
+    declared = project.get("config") or {}
+    own = [
+        key if ":" in key else f"{NAMESPACE}:{key}"
+        for key, spec in declared.items()
+        if isinstance(spec, dict) and "default" not in spec
+    ]
+    return ["aws:region", *own]
+
+
+def _profiles(path: Path, config_file: bool) -> set[str]:
+    """Profile names in an AWS shared config or credentials file."""
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(path)
+    except configparser.Error:
+        return set()
+    names = set()
+    for section in parser.sections():
+        if config_file:
+            # ~/.aws/config names them `[profile x]`, except `[default]`; sso-session is no profile.
+            if section == "default":
+                names.add("default")
+            elif section.startswith("profile "):
+                names.add(section.removeprefix("profile ").strip())
+        else:
+            names.add(section)
+    return names
+
+
+def aws_credentials_problem(env: dict[str, str], stack_profile: str | None) -> str | None:
+    """None when the AWS SDK has credentials to find, else what to do."""
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        return None
+    if env.get("AWS_WEB_IDENTITY_TOKEN_FILE") and env.get("AWS_ROLE_ARN"):
+        return None
+    if env.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") or env.get(
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI"
+    ):
+        return None
+    home = Path(env.get("HOME") or Path.home())
+    config_file = Path(env.get("AWS_CONFIG_FILE") or home / ".aws" / "config")
+    credentials_file = Path(env.get("AWS_SHARED_CREDENTIALS_FILE") or home / ".aws" / "credentials")
+    known = _profiles(config_file, True) | _profiles(credentials_file, False)
+    profile = stack_profile or env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE")
+    source = "aws:profile" if stack_profile else "AWS_PROFILE"
+    if profile:
+        if profile in known:
+            return None
+        return (
+            f"{source} is {profile!r}, but no such profile is in {config_file} or "
+            f"{credentials_file}: run `aws configure --profile {profile}` or "
+            f"`aws configure sso --profile {profile}`"
+        )
+    if "default" in known:
+        return None
+    if env.get("DEVSERVER_AWS_CREDENTIALS") == "instance-role":
+        return None  # the operator says the machine's own role (instance metadata) is meant
+    return (
+        "no AWS credentials: set AWS_PROFILE to a profile (`aws configure sso` or "
+        "`aws configure`), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; on an EC2 machine "
+        "with a role, set DEVSERVER_AWS_CREDENTIALS=instance-role"
+    )
+
+
+def passphrase_problem(doc: dict[str, Any], env: dict[str, str], interactive: bool) -> str | None:
+    """None when Pulumi can get the passphrase of a passphrase-encrypted stack, else what to do."""
+    passphrase_file = env.get("PULUMI_CONFIG_PASSPHRASE_FILE")
+    if passphrase_file and not Path(passphrase_file).expanduser().is_file():
+        return f"PULUMI_CONFIG_PASSPHRASE_FILE names {passphrase_file}, which is not a file"
+    # `encryptionsalt` marks the passphrase secrets provider (KMS and Pulumi Cloud stacks lack it).
+    if "encryptionsalt" not in doc or passphrase_file or "PULUMI_CONFIG_PASSPHRASE" in env:
+        return None
+    if interactive:
+        return None  # Pulumi asks for it
+    return (
+        "this stack's secrets need its passphrase and there is no terminal to ask on: set "
+        "PULUMI_CONFIG_PASSPHRASE_FILE to a file holding it (or PULUMI_CONFIG_PASSPHRASE)"
+    )
+
+
+def problems(stack: str, root: Path, env: dict[str, str], interactive: bool = False) -> list[str]:
+    """Everything that would make `pulumi up` on this stack fail before it starts."""
+    stack_file = root / f"Pulumi.{stack}.yaml"
+    if not stack_file.is_file():
+        return [
+            f"no stack file Pulumi.{stack}.yaml: create the stack and set its keys first "
+            f"(`./scripts/pulumi stack init {stack}`, then `./scripts/pulumi config set …`; "
+            f"see {FIRST_UP})"
+        ]
+    found: list[str] = []
+    project = yaml.safe_load((root / "Pulumi.yaml").read_text()) or {}
+    try:
+        doc = yaml.safe_load(stack_file.read_text()) or {}
+    except yaml.YAMLError as err:
+        return [f"Pulumi.{stack}.yaml is not valid YAML: {err}"]
+    config = doc.get("config") or {}
+    for key in required_keys(project):
+        if config.get(key) in (None, "", []):
+            found.append(
+                f"{key} is not set in Pulumi.{stack}.yaml: "
+                f"`./scripts/pulumi config set --stack {stack} {key} …` (see {FIRST_UP})"
+            )
+    problem = passphrase_problem(doc, env, interactive)
+    if problem:
+        found.append(problem)
+    profile = config.get("aws:profile")
+    problem = aws_credentials_problem(env, profile if isinstance(profile, str) else None)
+    if problem:
+        found.append(problem)
+    return found
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or not argv[1]:
+        sys.stderr.write("usage: scripts/preflight.py <stack>\n")
+        return 2
+    found = problems(argv[1], ROOT, dict(os.environ), interactive=sys.stdin.isatty())
+    for problem in found:
+        sys.stderr.write(f"scripts/up: {problem}\n")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
