@@ -183,7 +183,7 @@ class DevServer(pulumi.ComponentResource):
                     host_flake=host_flake,
                     home_device=home.device_path,
                     # Only once the machine runs, with its home volume and its address attached.
-                    depends_on=[m.instance, m.home_attachment, m.address_association, m.state],
+                    depends_on=[m.instance, m.home_attachment, m.address, m.state],
                 ),
                 here,
             )

@@ -4,7 +4,8 @@ First contact pins the machine's SSH host key (trust on first use: the official 
 fresh key at first boot and nothing outside the machine knows it); every later step connects
 with that key pinned. The host flake is rendered from program-chosen values only, so it is known
 at preview and copied with `CopyToRemote`; what AWS returns goes to /etc/nixos/machine.json,
-written by a `remote.Command` (which, unlike `CopyToRemote`, accepts inputs unknown at preview).
+which the apply step (a `remote.Command`, which unlike `CopyToRemote` accepts inputs unknown at
+preview) writes from its stdin just before it applies.
 The apply script (nix/scripts/apply-flake.sh) fetches the GitHub token with the instance role
 itself, switches, verifies and rolls back. No secret passes through a command line.
 
@@ -37,7 +38,7 @@ MACHINE_JSON = "/etc/nixos/machine.json"
 # Updates (an input change that is not a trigger, e.g. a new deploy key) only read the machine.
 READ_HOST_KEY = f"cat {HOST_KEY_FILE}"
 READ_CURRENT_SYSTEM = "readlink -f /run/current-system"
-# Written beside and renamed over, so a dropped connection never leaves half a file.
+# From stdin, written beside and renamed over, so a dropped connection never leaves half a file.
 WRITE_MACHINE_JSON = (
     f"umask 022 && install -d -m 0755 /etc/nixos && cat > {MACHINE_JSON}.new"
     f" && mv {MACHINE_JSON}.new {MACHINE_JSON}"
@@ -101,14 +102,14 @@ class FlakeDeploymentArgs:
 
 
 class FlakeDeployment(pulumi.ComponentResource):
-    """Pins the host key, writes machine.json, copies the host flake and scripts, applies."""
+    """Pins the host key, copies the host flake and scripts, writes machine.json and applies."""
 
     host_key: pulumi.Output[str]
     """The machine's SSH host key (ed25519), as first seen; pinned for every later step."""
     rendered_flake: pulumi.Output[str]
     """The /etc/nixos/flake.nix this deployment put on the machine (known at preview)."""
     machine_json: pulumi.Output[str]
-    """The /etc/nixos/machine.json it wrote beside the flake."""
+    """The /etc/nixos/machine.json the apply step writes beside the flake."""
     apply: remote.Command
     """The apply step (what later steps would depend on)."""
 
@@ -151,16 +152,6 @@ class FlakeDeployment(pulumi.ComponentResource):
         self.machine_json = pulumi.Output.all(args.home_device, args.deploy_public_key).apply(
             lambda values: machine_json(values[0], [values[1]])
         )
-        write_machine_json = remote.Command(
-            f"{name}-machine-json",
-            connection=pinned,
-            create=WRITE_MACHINE_JSON,
-            # Rewriting the same content is harmless; a new content is a trigger anyway.
-            update=WRITE_MACHINE_JSON,
-            stdin=self.machine_json,
-            triggers=[args.instance_id, self.machine_json.apply(_sha256)],
-            opts=after_prepare,
-        )
         # What goes where: the host flake (a StringAsset known at preview: CopyToRemote's Check
         # rejects an unknown source, pulumi/pulumi-command#754), and the scripts side by side
         # (apply runs fetch). The trailing slash copies the directory's contents every time.
@@ -184,6 +175,8 @@ class FlakeDeployment(pulumi.ComponentResource):
                 flake.hostName, flake.user, values[0], values[1], flake.tokenSecretId, flake.region
             )
         )
+        # machine.json first (from stdin: no quoting), then the switch that reads it.
+        create = command.apply(lambda line: f"{WRITE_MACHINE_JSON} && {line}")
         # Re-apply exactly when what the machine is built from changes: the rendered host flake
         # (which holds the shared flake reference), machine.json, the scripts, the command line,
         # or the machine itself. Never on an address or connection change (that is an update).
@@ -197,13 +190,12 @@ class FlakeDeployment(pulumi.ComponentResource):
         self.apply = remote.Command(
             f"{name}-apply",
             connection=pinned,
-            create=command,
+            create=create,
+            stdin=self.machine_json,
             update=READ_CURRENT_SYSTEM,
             triggers=triggers,
             logging=remote.Logging.STDOUT_AND_STDERR,
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[*copies, write_machine_json, *args.depends_on]
-            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*copies, *args.depends_on]),
         )
         # A fresh SSH connection after the switch proves the deploy path still gets in, and the
         # script checks the developer's login as sshd would.

@@ -59,8 +59,8 @@ class Machine(pulumi.ComponentResource):
     """The instance (for dependencies of later steps)."""
     home_attachment: aws.ec2.VolumeAttachment
     """The home volume's attachment (the flake deployment waits for it)."""
-    address_association: aws.ec2.EipAssociation
-    """The Elastic IP's association with the instance (the flake deployment waits for it)."""
+    address: aws.ec2.Eip
+    """The Elastic IP, associated with the instance (the flake deployment waits for it)."""
     state: aws.ec2transitgateway.InstanceState
     """Keeps the machine running (or stopped); the flake deployment runs after it."""
     instance_id: pulumi.Output[str]
@@ -118,19 +118,14 @@ class Machine(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.instance]),
             )
         # A stable address: EC2's own public IPv4 changes on every stop/start, an Elastic IP does
-        # not, so SSH, the outputs and pulumi-command's connection stay valid.
-        address = aws.ec2.Eip(
+        # not, so SSH, the outputs and pulumi-command's connection stay valid. `instance` is an
+        # update, not a replacement: a new machine takes the same address over.
+        self.address = aws.ec2.Eip(
             f"{name}-address",
             domain="vpc",
+            instance=self.instance.id,
             tags={**args.tags, "Name": args.host_name},
             opts=pulumi.ResourceOptions(parent=self),
-        )
-        self.address_association = aws.ec2.EipAssociation(
-            f"{name}-address",
-            allocation_id=address.allocation_id,
-            instance_id=self.instance.id,
-            # A new machine takes the address over: release it from the old one first.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         # Always managed, so `devserver:state` can stop the machine and `pulumi up --refresh`
         # starts one that idle auto-stop powered off.
@@ -141,8 +136,8 @@ class Machine(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.home_attachment]),
         )
         self.instance_id = self.instance.id
-        self.public_ip = address.public_ip
-        self.public_dns = address.public_dns
+        self.public_ip = self.address.public_ip
+        self.public_dns = self.address.public_dns
         self.register_outputs(
             {
                 "instance_id": self.instance_id,

@@ -63,16 +63,9 @@ REPLACE_ON: dict[str, frozenset[str]] = {
     "aws:ec2/volumeAttachment:VolumeAttachment": frozenset(
         {"deviceName", "instanceId", "volumeId"}
     ),
-    "aws:ec2/eip:Eip": frozenset({"domain", "address", "publicIpv4Pool", "networkBorderGroup"}),
-    "aws:ec2/eipAssociation:EipAssociation": frozenset(
-        {
-            "allocationId",
-            "allowReassociation",
-            "instanceId",
-            "networkInterfaceId",
-            "privateIpAddress",
-            "publicIp",
-        }
+    # ec2_eip.go: `instance` is not ForceNew (an update disassociates, then associates).
+    "aws:ec2/eip:Eip": frozenset(
+        {"domain", "address", "publicIpv4Pool", "networkBorderGroup", "ipamPoolId"}
     ),
     "aws:ec2transitgateway/instanceState:InstanceState": frozenset({"instanceId"}),
     "aws:ec2/keyPair:KeyPair": frozenset({"keyName", "keyNamePrefix", "publicKey"}),

@@ -329,8 +329,6 @@ class FakeAws(pulumi.runtime.Mocks):
                 # What EC2 reports for an Elastic IP outside us-east-1.
                 "publicDns": f"ec2-192-0-2-{octet}.{REGION}.compute.amazonaws.com",
             }
-        elif t == "aws:ec2/eipAssociation:EipAssociation":
-            rid = f"eipassoc-0{_hex(name, 16)}"
         elif t == "aws:ebs/volume:Volume":
             rid = args.resource_id or f"vol-0{_hex(name, 16)}"
         elif t == "aws:secretsmanager/secret:Secret":

@@ -32,7 +32,6 @@ NIX = shutil.which("nix-instantiate")
 SECRET_NAME = "devserver/dev/devserver/github-token"
 DEPLOY_STEPS = (
     "devserver-host-key",
-    "devserver-machine-json",
     "devserver-host-flake",
     "devserver-scripts",
     "devserver-apply",
@@ -47,7 +46,7 @@ def _flake_text(run: ProgramRun) -> str:
 
 
 def _machine_json(run: ProgramRun) -> dict[str, Any]:
-    return dict(json.loads(run.named("devserver-machine-json").inputs["stdin"]))
+    return dict(json.loads(run.named("devserver-apply").inputs["stdin"]))
 
 
 def _dependencies(resource: Registered) -> set[str]:
@@ -60,7 +59,7 @@ def test_apply_waits_for_the_running_machine_its_home_volume_and_its_address(pro
     machine = {"devserver-x86_64", "devserver-home", "devserver-address", "devserver-state"}
     depends = _dependencies(run.named("devserver-apply"))
     assert machine <= depends, depends
-    assert {"devserver-host-flake", "devserver-scripts", "devserver-machine-json"} <= depends
+    assert {"devserver-host-flake", "devserver-scripts"} <= depends
     assert machine <= _dependencies(run.named("devserver-host-key")), "first contact waits too"
     assert _dependencies(run.named("devserver-verify-login")) == {"devserver-apply"}
     state = run.named("devserver-state")
@@ -72,12 +71,8 @@ def test_connection_host_and_outputs_are_the_elastic_ip(program: Run) -> None:
     run = program()
     eip = run.one("aws:ec2/eip:Eip")
     assert eip.inputs["domain"] == "vpc"
-    association = run.one("aws:ec2/eipAssociation:EipAssociation")
-    assert association.inputs["allocationId"] == eip.state["allocationId"]
-    assert association.inputs["instanceId"] == run.outputs["instanceId"]
-    assert association.opts is not None and association.opts.delete_before_replace, (
-        "a new machine can only take the address once the old association is gone"
-    )
+    # `instance` on the Eip is an update (re-associate), so a new machine keeps the address.
+    assert eip.inputs["instance"] == run.outputs["instanceId"]
     assert run.outputs["publicIp"] == eip.state["publicIp"]
     assert run.outputs["publicDns"] == eip.state["publicDns"]
     assert run.outputs["sshCommand"] == f"ssh alice@{eip.state['publicDns']}"
@@ -98,7 +93,9 @@ def test_every_remote_command_has_a_harmless_update_and_no_address_in_its_trigge
         assert "apply-flake" not in update and "nixos-rebuild" not in update, command.name
         assert address not in comparable(command.inputs["triggers"]), command.name
     apply = run.named("devserver-apply")
-    assert apply.inputs["create"] in apply.inputs["triggers"], "the command line is a trigger"
+    line = apply.inputs["create"].split(" && ")[-1]
+    assert line.startswith("bash /var/lib/devserver/deploy/apply-flake.sh"), line
+    assert line in apply.inputs["triggers"], "the command line is a trigger"
 
 
 def test_every_step_after_first_contact_pins_the_host_key(program: Run) -> None:
@@ -177,7 +174,7 @@ def test_first_preview_of_a_new_stack_passes_checks_and_shows_the_exact_flake(
     preview = program(secrets=secrets, preview=True)
     assert is_unknown(preview.outputs["instanceId"]), "preview must not invent AWS values"
     assert is_unknown(preview.outputs["publicIp"])
-    assert is_unknown(preview.named("devserver-machine-json").inputs["stdin"])
+    assert is_unknown(preview.named("devserver-apply").inputs["stdin"])
     # What `pulumi preview --diff` (and the PR comment) shows is what `pulumi up` copies.
     assert _flake_text(preview) == _flake_text(program(secrets=secrets))
 
@@ -208,7 +205,7 @@ def test_rendered_host_flake_parses_and_evaluates_to_the_settings(
     run = program(secrets=secrets)
     flake = tmp_path / "flake.nix"
     flake.write_text(_flake_text(run))
-    (tmp_path / "machine.json").write_text(run.named("devserver-machine-json").inputs["stdin"])
+    (tmp_path / "machine.json").write_text(run.named("devserver-apply").inputs["stdin"])
     subprocess.run([NIX, "--parse", str(flake)], check=True, capture_output=True)
     # Evaluate the flake's own values with stand-ins for nixpkgs and the shared flake.
     probe = tmp_path / "probe.nix"

@@ -23,7 +23,6 @@ HOME = "devserver-home"
 VOLUME = "aws:ebs/volume:Volume"
 DEPLOY_COMMANDS = {
     "devserver-host-key",
-    "devserver-machine-json",
     "devserver-apply",
     "devserver-verify-login",
 }
@@ -125,7 +124,7 @@ def test_a_stack_lives_through_every_step_touching_only_what_changed(engine: Eng
             "devserver-aarch64": "create",
             "devserver-x86_64": "delete",
             "devserver-home": "replace",  # the attachment (same name as the volume), not the volume
-            "devserver-address": "replace",  # the association; the Eip itself is unchanged
+            "devserver-address": "update",  # the same Elastic IP, re-associated
             "devserver-state": "replace",
             **dict.fromkeys(
                 DEPLOY_COMMANDS | {"devserver-host-flake", "devserver-scripts"}, "replace"
@@ -135,9 +134,7 @@ def test_a_stack_lives_through_every_step_touching_only_what_changed(engine: Eng
     )
     replaced = {(c.type, c.name): c for c in switched.changes if c.op == "replace"}
     attachment = replaced[("aws:ec2/volumeAttachment:VolumeAttachment", HOME)]
-    association = replaced[("aws:ec2/eipAssociation:EipAssociation", "devserver-address")]
     assert "delete first" in attachment.note, "a volume attaches to one instance at a time"
-    assert "delete first" in association.note, "the address moves only once released"
     assert switched.run is not None and switched.run.outputs["publicIp"] == address
 
     # 8. Rebuild: added by the config half of issue 10 (i10b) after merging - a step here like
