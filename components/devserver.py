@@ -22,7 +22,7 @@ from components.machine import Machine, MachineArgs
 from components.network import Network, NetworkArgs, Placement, resolve_placement
 from components.settings import DevServerSettings, SettingsError, StackSettings, report
 from components.snapshots import home_target_tag
-from components.token_secret import GithubTokenSecret, GithubTokenSecretArgs
+from components.token_secret import GithubTokenSecret, GithubTokenSecretArgs, token_secret_name
 
 # The stack outputs other projects read through StackReference. Renaming one breaks them.
 CONTRACT_OUTPUTS = (
@@ -135,9 +135,9 @@ class DevServer(pulumi.ComponentResource):
     instance_id: pulumi.Output[str]
     """The EC2 instance id."""
     public_ip: pulumi.Output[str]
-    """The machine's public IPv4 address."""
+    """The machine's Elastic IP (stable across stop/start)."""
     public_dns: pulumi.Output[str]
-    """The machine's public DNS name."""
+    """The Elastic IP's public DNS name."""
     home_volume_id: pulumi.Output[str]
     """The persistent home volume's id."""
     home_device_path: pulumi.Output[str]
@@ -166,7 +166,13 @@ class DevServer(pulumi.ComponentResource):
         secret = (
             GithubTokenSecret(
                 name,
-                GithubTokenSecretArgs(s.github_token, s.user, s.tags, s.token_kms_key_arn),
+                GithubTokenSecretArgs(
+                    s.github_token,
+                    s.user,
+                    s.tags,
+                    s.token_kms_key_arn,
+                    name=token_secret_name(s.stack, s.name),
+                ),
                 here,
             )
             if s.github_token is not None
@@ -216,35 +222,33 @@ class DevServer(pulumi.ComponentResource):
 
         self.deployment = None
         if self.deploy_key is not None and s.running and not args.spot_interrupted:
-            token_arn: pulumi.Output[str | None] = (
-                secret.arn if secret else pulumi.Output.from_input(None)
+            # Only program-chosen values: the flake is known at preview, even for a new stack.
+            host_flake = HostFlake(
+                sharedFlake=s.flake,
+                hostName=s.host_name,
+                system=s.machine.nix_system,
+                user=s.user,
+                fullName=s.full_name,
+                email=s.email,
+                githubUser=s.github_user,
+                region=s.region,
+                tokenSecretId=secret.secret_name if secret else None,
+                idleStopMinutes=s.idle_stop_minutes,
+                # The release the machine was first installed from (see the README).
+                stateVersion=s.image.nixos_release,
             )
-            host_flake = pulumi.Output.all(home.device_path, token_arn).apply(
-                lambda values: HostFlake(
-                    sharedFlake=s.flake,
-                    hostName=s.host_name,
-                    system=s.machine.nix_system,
-                    user=s.user,
-                    fullName=s.full_name,
-                    email=s.email,
-                    githubUser=s.github_user,
-                    homeDevice=values[0],
-                    region=s.region,
-                    tokenSecretArn=values[1],
-                    idleStopMinutes=s.idle_stop_minutes,
-                    # The release the machine was first installed from (see the README).
-                    stateVersion=s.image.nixos_release,
-                )
-            )
+            m = self.machine
             self.deployment = FlakeDeployment(
                 name,
                 FlakeDeploymentArgs(
-                    host=self.machine.public_ip,
-                    instance_id=self.machine.instance_id,
+                    host=m.public_ip,
+                    instance_id=m.instance_id,
                     private_key=self.deploy_key.private_key,
                     deploy_public_key=self.deploy_key.public_key,
                     host_flake=host_flake,
-                    depends_on=[self.machine.instance, self.machine.home_attachment],
+                    home_device=home.device_path,
+                    # Only once the machine runs, with its home volume and its address attached.
+                    depends_on=[m.instance, m.home_attachment, m.address, m.state],
                 ),
                 here,
             )

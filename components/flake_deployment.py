@@ -2,10 +2,17 @@
 
 First contact pins the machine's SSH host key (trust on first use: the official AMI makes a
 fresh key at first boot and nothing outside the machine knows it); every later step connects
-with that key pinned. The host flake is rendered here and copied to /etc/nixos; the apply
-script (nix/scripts/apply-flake.sh) fetches the GitHub token with the instance role itself,
-switches, verifies and rolls back. No secret passes through a command line: the token never
-leaves AWS and the machine, and the deploy key only travels inside the (secret) connection.
+with that key pinned. The host flake is rendered from program-chosen values only, so it is known
+at preview and copied with `CopyToRemote`; what AWS returns goes to /etc/nixos/machine.json,
+which the apply step (a `remote.Command`, which unlike `CopyToRemote` accepts inputs unknown at
+preview) writes from its stdin just before it applies.
+The apply script (nix/scripts/apply-flake.sh) fetches the GitHub token with the instance role
+itself, switches, verifies and rolls back. No secret passes through a command line.
+
+Re-runs are decided by `triggers` alone. In pulumi-command, a trigger change replaces the
+resource (running `create`); any other input change - the connection included - is an update,
+which runs `update`, or `create` again when no `update` is set. So every command has an explicit,
+harmless `update`, and everything that must re-run the apply is in its triggers.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from pathlib import Path
 import pulumi
 from pulumi_command import remote
 
-from components.host_flake import HostFlake
+from components.host_flake import HostFlake, machine_json
 
 REPO = Path(__file__).resolve().parent.parent
 # Relative to the project directory (Pulumi's working directory), so state does not hold a
@@ -27,6 +34,15 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPTS_DIR = "nix/scripts"
 REMOTE_DIR = "/var/lib/devserver/deploy"
 HOST_KEY_FILE = "/etc/ssh/ssh_host_ed25519_key.pub"
+MACHINE_JSON = "/etc/nixos/machine.json"
+# Updates (an input change that is not a trigger, e.g. a new deploy key) only read the machine.
+READ_HOST_KEY = f"cat {HOST_KEY_FILE}"
+READ_CURRENT_SYSTEM = "readlink -f /run/current-system"
+# From stdin, written beside and renamed over, so a dropped connection never leaves half a file.
+WRITE_MACHINE_JSON = (
+    f"umask 022 && install -d -m 0755 /etc/nixos && cat > {MACHINE_JSON}.new"
+    f" && mv {MACHINE_JSON}.new {MACHINE_JSON}"
+)
 
 
 def _sha256(text: str) -> str:
@@ -41,9 +57,10 @@ def script_digest() -> str:
 
 def apply_command(
     host_name: str,
+    user: str,
     home_device: str,
     deploy_public_key: str,
-    secret_arn: str | None,
+    secret_id: str | None,
     region: str,
 ) -> str:
     """The remote command line; every value is shell-quoted, and none is a secret."""
@@ -52,13 +69,20 @@ def apply_command(
         f"{REMOTE_DIR}/apply-flake.sh",
         "--host",
         host_name,
+        "--user",
+        user,
         "--home-device",
         home_device,
     ]
-    if secret_arn:
-        args += ["--secret-id", secret_arn, "--region", region]
+    if secret_id:
+        args += ["--secret-id", secret_id, "--region", region]
     args += ["--deploy-public-key", deploy_public_key]
     return shlex.join(args)
+
+
+def verify_login_command(user: str) -> str:
+    """Checks on the machine, as sshd would, that the developer can still log in."""
+    return shlex.join(["bash", f"{REMOTE_DIR}/verify-login.sh", "--user", user])
 
 
 @dataclass(frozen=True)
@@ -66,20 +90,26 @@ class FlakeDeploymentArgs:
     """Where to connect, what to render, and what must exist before the first SSH attempt."""
 
     host: pulumi.Input[str]
+    """A stable address (the Elastic IP): it does not change when the machine stops and starts."""
     instance_id: pulumi.Input[str]
     private_key: pulumi.Output[str]
     deploy_public_key: pulumi.Output[str]
-    host_flake: pulumi.Output[HostFlake]
+    host_flake: HostFlake
+    """Known at preview: only program-chosen values."""
+    home_device: pulumi.Output[str]
     depends_on: list[pulumi.Resource]
+    """The machine running with its home volume and address attached."""
 
 
 class FlakeDeployment(pulumi.ComponentResource):
-    """Pins the host key, copies the host flake and scripts, and applies the flake."""
+    """Pins the host key, copies the host flake and scripts, writes machine.json and applies."""
 
     host_key: pulumi.Output[str]
     """The machine's SSH host key (ed25519), as first seen; pinned for every later step."""
     rendered_flake: pulumi.Output[str]
-    """The /etc/nixos/flake.nix this deployment put on the machine."""
+    """The /etc/nixos/flake.nix this deployment put on the machine (known at preview)."""
+    machine_json: pulumi.Output[str]
+    """The /etc/nixos/machine.json the apply step writes beside the flake."""
     apply: remote.Command
     """The apply step (what later steps would depend on)."""
 
@@ -87,6 +117,7 @@ class FlakeDeployment(pulumi.ComponentResource):
         self, name: str, args: FlakeDeploymentArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("devserver:deploy:FlakeDeployment", name, None, opts)
+        flake = args.host_flake
         # A fresh machine takes a minute or two to boot NixOS and start sshd: keep dialling.
         first_contact = remote.ConnectionArgs(
             host=args.host,
@@ -98,7 +129,9 @@ class FlakeDeployment(pulumi.ComponentResource):
         prepare = remote.Command(
             f"{name}-host-key",
             connection=first_contact,
-            create=f"install -d -m 0700 {REMOTE_DIR} && cat {HOST_KEY_FILE}",
+            create=f"install -d -m 0700 {REMOTE_DIR} && {READ_HOST_KEY}",
+            # An update keeps stdout (the pinned key) right by reading the same file again.
+            update=READ_HOST_KEY,
             # A new machine is a new host key; nothing else re-runs this.
             triggers=[args.instance_id],
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
@@ -114,14 +147,19 @@ class FlakeDeployment(pulumi.ComponentResource):
             per_dial_timeout=10,
         )
         after_prepare = pulumi.ResourceOptions(parent=self, depends_on=[prepare])
-        self.rendered_flake = args.host_flake.apply(lambda flake: flake.render())
-        # What goes where: the host flake, and the scripts side by side (apply runs fetch). The
-        # trailing slash copies the directory's contents, on the first copy and on every later one.
-        files: dict[str, tuple[pulumi.Input[pulumi.Asset | pulumi.Archive], str]] = {
-            "host-flake": (self.rendered_flake.apply(pulumi.StringAsset), "/etc/nixos/flake.nix"),
+        rendered = flake.render()
+        self.rendered_flake = pulumi.Output.from_input(rendered)
+        self.machine_json = pulumi.Output.all(args.home_device, args.deploy_public_key).apply(
+            lambda values: machine_json(values[0], [values[1]])
+        )
+        # What goes where: the host flake (a StringAsset known at preview: CopyToRemote's Check
+        # rejects an unknown source, pulumi/pulumi-command#754), and the scripts side by side
+        # (apply runs fetch). The trailing slash copies the directory's contents every time.
+        files: dict[str, tuple[pulumi.Asset | pulumi.Archive, str]] = {
+            "host-flake": (pulumi.StringAsset(rendered), "/etc/nixos/flake.nix"),
             "scripts": (pulumi.FileArchive(f"{SCRIPTS_DIR}/"), REMOTE_DIR),
         }
-        copies = [
+        copies: list[pulumi.Resource] = [
             remote.CopyToRemote(
                 f"{name}-{role}",
                 connection=pinned,
@@ -132,37 +170,47 @@ class FlakeDeployment(pulumi.ComponentResource):
             )
             for role, (source, remote_path) in files.items()
         ]
-        command = pulumi.Output.all(args.host_flake, args.deploy_public_key).apply(
+        command = pulumi.Output.all(args.home_device, args.deploy_public_key).apply(
             lambda values: apply_command(
-                values[0].hostName,
-                values[0].homeDevice,
-                values[1],
-                values[0].tokenSecretArn,
-                values[0].region,
+                flake.hostName, flake.user, values[0], values[1], flake.tokenSecretId, flake.region
             )
         )
+        # machine.json first (from stdin: no quoting), then the switch that reads it.
+        create = command.apply(lambda line: f"{WRITE_MACHINE_JSON} && {line}")
         # Re-apply exactly when what the machine is built from changes: the rendered host flake
-        # (which holds the shared flake reference), the scripts, or the machine itself.
+        # (which holds the shared flake reference), machine.json, the scripts, the command line,
+        # or the machine itself. Never on an address or connection change (that is an update).
         triggers: list[pulumi.Input[str]] = [
-            self.rendered_flake.apply(_sha256),
-            args.host_flake.apply(lambda flake: flake.sharedFlake),
+            _sha256(rendered),
+            self.machine_json.apply(_sha256),
             script_digest(),
             args.instance_id,
+            command,
         ]
         self.apply = remote.Command(
             f"{name}-apply",
             connection=pinned,
-            create=command,
+            create=create,
+            stdin=self.machine_json,
+            update=READ_CURRENT_SYSTEM,
             triggers=triggers,
             logging=remote.Logging.STDOUT_AND_STDERR,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*copies, *args.depends_on]),
         )
-        # A fresh SSH connection after the switch proves the deploy path still gets in.
+        # A fresh SSH connection after the switch proves the deploy path still gets in, and the
+        # script checks the developer's login as sshd would.
         remote.Command(
             f"{name}-verify-login",
             connection=pinned,
-            create="nixos-version && systemctl is-active sshd.service sshd.socket | grep -qx active",  # noqa: E501
+            create=verify_login_command(flake.user),
+            update=READ_CURRENT_SYSTEM,
             triggers=triggers,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.apply]),
         )
-        self.register_outputs({"host_key": self.host_key, "rendered_flake": self.rendered_flake})
+        self.register_outputs(
+            {
+                "host_key": self.host_key,
+                "rendered_flake": self.rendered_flake,
+                "machine_json": self.machine_json,
+            }
+        )

@@ -1,7 +1,14 @@
-"""Renders /etc/nixos/flake.nix for one machine from the template in nix/templates/host/."""
+"""Renders /etc/nixos/flake.nix for one machine from the template in nix/templates/host/.
+
+The flake holds only values the program chooses, so it is known at `pulumi preview` - even for a
+brand-new stack - and `pulumi preview --diff` shows the exact flake a change puts on the machine.
+What AWS or a generated resource returns (the home volume id, the deploy key) goes into
+/etc/nixos/machine.json instead, which the flake reads with `builtins.fromJSON`.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -16,6 +23,12 @@ def nix_string(text: str) -> str:
     return '"' + escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t") + '"'
 
 
+def machine_json(home_device: str, root_authorized_keys: list[str]) -> str:
+    """/etc/nixos/machine.json: what AWS chose for this machine, read by the host flake."""
+    document = {"homeDevice": home_device, "rootAuthorizedKeys": root_authorized_keys}
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
 @dataclass(frozen=True)
 class HostFlake:
     """The values the host flake sets; names match the template's placeholders."""
@@ -27,9 +40,9 @@ class HostFlake:
     fullName: str
     email: str
     githubUser: str
-    homeDevice: str
     region: str
-    tokenSecretArn: str | None
+    tokenSecretId: str | None
+    """The token secret's program-chosen name (GetSecretValue takes a name), or None."""
     idleStopMinutes: int
     stateVersion: str
 

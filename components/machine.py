@@ -73,12 +73,16 @@ class Machine(pulumi.ComponentResource):
     """The instance (for dependencies of later steps)."""
     home_attachment: aws.ec2.VolumeAttachment
     """The home volume's attachment (the flake deployment waits for it)."""
+    address: aws.ec2.Eip
+    """The Elastic IP, associated with the instance (the flake deployment waits for it)."""
+    state: aws.ec2transitgateway.InstanceState
+    """Keeps the machine running (or stopped); the flake deployment runs after it."""
     instance_id: pulumi.Output[str]
     """The instance id."""
     public_ip: pulumi.Output[str]
-    """Its public IPv4 address (changes on stop/start; see the README)."""
+    """Its Elastic IP: the same address across stop/start (see the README for its cost)."""
     public_dns: pulumi.Output[str]
-    """Its public DNS name."""
+    """The Elastic IP's public DNS name."""
 
     def __init__(
         self, name: str, args: MachineArgs, opts: pulumi.ResourceOptions | None = None
@@ -133,10 +137,20 @@ class Machine(pulumi.ComponentResource):
                 access=args.aws_access,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.instance]),
             )
+        # A stable address: EC2's own public IPv4 changes on every stop/start, an Elastic IP does
+        # not, so SSH, the outputs and pulumi-command's connection stay valid. `instance` is an
+        # update, not a replacement: a new machine takes the same address over.
+        self.address = aws.ec2.Eip(
+            f"{name}-address",
+            domain="vpc",
+            instance=self.instance.id,
+            tags={**args.tags, "Name": args.host_name},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         # Always managed, so `devserver:state` can stop the machine and `pulumi up --refresh`
         # starts one that idle auto-stop powered off. While an interruption holds a spot machine
         # stopped, StartInstances fails, so the state is left as it is until EC2 restarts it.
-        aws.ec2transitgateway.InstanceState(
+        self.state = aws.ec2transitgateway.InstanceState(
             f"{name}-state",
             instance_id=self.instance.id,
             state="running" if args.running else "stopped",
@@ -147,8 +161,8 @@ class Machine(pulumi.ComponentResource):
             ),
         )
         self.instance_id = self.instance.id
-        self.public_ip = self.instance.public_ip
-        self.public_dns = self.instance.public_dns
+        self.public_ip = self.address.public_ip
+        self.public_dns = self.address.public_dns
         self.register_outputs(
             {
                 "instance_id": self.instance_id,

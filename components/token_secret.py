@@ -8,6 +8,11 @@ import pulumi
 import pulumi_aws as aws
 
 
+def token_secret_name(stack: str, server: str) -> str:
+    """The secret's name, chosen by the program so the host flake knows it at preview."""
+    return f"devserver/{stack}/{server}/github-token"
+
+
 @dataclass(frozen=True)
 class GithubTokenSecretArgs:
     """A token (a secret Output), who it belongs to, and an optional customer KMS key."""
@@ -16,6 +21,8 @@ class GithubTokenSecretArgs:
     owner: str
     tags: dict[str, str]
     kms_key_arn: str | None = None
+    name: str | None = None
+    """The secret's name (see token_secret_name); None lets Pulumi auto-name it."""
 
 
 class GithubTokenSecret(pulumi.ComponentResource):
@@ -23,6 +30,8 @@ class GithubTokenSecret(pulumi.ComponentResource):
 
     arn: pulumi.Output[str]
     """The secret's full ARN (with its random suffix): what the instance role may read."""
+    secret_name: str | None
+    """The program-chosen name (what the machine asks GetSecretValue for)."""
 
     def __init__(
         self, name: str, args: GithubTokenSecretArgs, opts: pulumi.ResourceOptions | None = None
@@ -30,12 +39,15 @@ class GithubTokenSecret(pulumi.ComponentResource):
         super().__init__("devserver:aws:GithubTokenSecret", name, None, opts)
         secret = aws.secretsmanager.Secret(
             f"{name}-github-token",
+            name=args.name,
             description=f"Read-only GitHub token for {args.owner}'s dev server (private flakes)",
             kms_key_id=args.kms_key_arn,
-            # A week to undo an accidental delete; the token is rotated on GitHub anyway.
-            recovery_window_in_days=7,
+            # Deleted at once: with a fixed name, a secret pending deletion would block the next
+            # `pulumi up` of a re-created stack; the token's source of truth is the stack config.
+            recovery_window_in_days=0,
             tags=args.tags,
-            opts=pulumi.ResourceOptions(parent=self),
+            # A fixed name cannot exist twice: a replacement must delete the old secret first.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         aws.secretsmanager.SecretVersion(
             f"{name}-github-token",
@@ -45,4 +57,5 @@ class GithubTokenSecret(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=secret),
         )
         self.arn = secret.arn
+        self.secret_name = args.name
         self.register_outputs({"arn": self.arn})

@@ -68,16 +68,21 @@ eval_true "nix/config/starship.toml" "
 # The host template: every placeholder exactly once, then a sample render evaluated through `outputs`
 # with a stand-in nixosSystem that returns its arguments.
 template="$nix_dir/templates/host/flake.nix"
-for placeholder in sharedFlake hostName system user fullName email githubUser homeDevice region \
-  tokenSecretArn idleStopMinutes stateVersion; do
+for placeholder in sharedFlake hostName system user fullName email githubUser region \
+  tokenSecretId idleStopMinutes stateVersion; do
   count=$(grep -o "\"@${placeholder}@\"" "$template" | wc -l)
   [[ "$count" -eq 1 ]] || fail "templates/host/flake.nix: \"@${placeholder}@\" appears $count times, expected 1"
 done
-leftover=$(grep -o '"@[A-Za-z]*@"' "$template" | sort -u | grep -cvE '"@(sharedFlake|hostName|system|user|fullName|email|githubUser|homeDevice|region|tokenSecretArn|idleStopMinutes|stateVersion)@"' || true)
+leftover=$(grep -o '"@[A-Za-z]*@"' "$template" | sort -u | grep -cvE '"@(sharedFlake|hostName|system|user|fullName|email|githubUser|region|tokenSecretId|idleStopMinutes|stateVersion)@"' || true)
 [[ "$leftover" -eq 0 ]] || fail "templates/host/flake.nix has placeholders outside the contract"
 
+# Values AWS returns are not placeholders: the flake reads them from machine.json beside it.
+machine_json='{"homeDevice": "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0",
+  "rootAuthorizedKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFAKEFAKEFAKEFAKE devserver-deploy"]}'
 render() {
-  local arn=$1 out=$2
+  local secret_id=$1 out=$2
+  mkdir -p "$(dirname "$out")"
+  printf '%s\n' "$machine_json" >"$(dirname "$out")/machine.json"
   sed -e 's|"@sharedFlake@"|"github:acme/infra?dir=nix"|' \
     -e 's|"@hostName@"|"devserver-alice"|' \
     -e 's|"@system@"|"aarch64-linux"|' \
@@ -85,19 +90,18 @@ render() {
     -e 's|"@fullName@"|"Alice Example"|' \
     -e 's|"@email@"|"alice@example.com"|' \
     -e 's|"@githubUser@"|"octocat"|' \
-    -e 's|"@homeDevice@"|"/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0"|' \
     -e 's|"@region@"|"eu-west-1"|' \
-    -e "s|\"@tokenSecretArn@\"|$arn|" \
+    -e "s|\"@tokenSecretId@\"|$secret_id|" \
     -e 's|"@idleStopMinutes@"|45|' \
     -e 's|"@stateVersion@"|"26.05"|' \
     "$template" >"$out"
-  nix-instantiate "${nix_opts[@]}" --parse "$out" >/dev/null || fail "rendered template does not parse ($arn)"
+  nix-instantiate "${nix_opts[@]}" --parse "$out" >/dev/null || fail "rendered template does not parse ($secret_id)"
 }
-render '"arn:aws:secretsmanager:eu-west-1:123456789012:secret:devserver/alice/github-token-AbCdEf"' "$work/with-token.nix"
-render 'null' "$work/no-token.nix"
+render '"devserver/dev/devserver/github-token"' "$work/with-token/flake.nix"
+render 'null' "$work/no-token/flake.nix"
 
 template_expr() {
-  local file=$1 arn_check=$2
+  local file=$1 token_check=$2
   echo "
   let
     f = import $file;
@@ -121,13 +125,14 @@ template_expr() {
   && d.user == { name = \"alice\"; fullName = \"Alice Example\"; email = \"alice@example.com\"; }
   && d.githubUser == \"octocat\"
   && d.homeVolume.device == \"/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0\"
+  && d.deploy.rootAuthorizedKeys == [ \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFAKEFAKEFAKEFAKE devserver-deploy\" ]
   && d.token.region == \"eu-west-1\"
   && d.idleStop.minutes == 45
-  && ($arn_check)"
+  && ($token_check)"
 }
-eval_true "rendered template (token)" "$(template_expr "$work/with-token.nix" \
-  'd.token.secretArn == "arn:aws:secretsmanager:eu-west-1:123456789012:secret:devserver/alice/github-token-AbCdEf"')"
-eval_true "rendered template (no token)" "$(template_expr "$work/no-token.nix" 'd.token.secretArn == null')"
+eval_true "rendered template (token)" "$(template_expr "$work/with-token/flake.nix" \
+  'd.token.secretId == "devserver/dev/devserver/github-token"')"
+eval_true "rendered template (no token)" "$(template_expr "$work/no-token/flake.nix" 'd.token.secretId == null')"
 
 # 3. No kernel device name for the home volume and no literal token anywhere under nix/.
 xvd_pattern='/dev/xv''d[a-z]'

@@ -5,6 +5,10 @@ every resource plausible outputs. `run_program` loads `Pulumi.yaml` defaults and
 (the suite's own, `tests/stacks/Pulumi.<stack>.yaml`), applies overrides, runs the program, and
 returns what was registered: type, name, inputs (with secret markers kept), resource options and
 parents, invokes, and the resolved stack outputs.
+
+`preview=True` runs it as `pulumi preview` of a new stack: resources get no id and no computed
+outputs (ids, ARNs, IPs, command stdout are unknown, as the engine reports them), and the
+provider `Check` rules in CHECKS are enforced on every registration, preview or not.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import re
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +25,7 @@ from typing import Any
 
 import pulumi
 import yaml
+from pulumi.output import Unknown
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import mocks, settings
 from pulumi.runtime.stack import run_pulumi_func
@@ -99,6 +105,41 @@ class AwsError(Exception):
     """What a failed invoke raises, shaped like the provider's error."""
 
 
+class CheckFailure(Exception):
+    """A provider's `Check` refused a resource's inputs (the engine stops the whole operation)."""
+
+
+def is_unknown(value: Any) -> bool:
+    """A value the engine does not know yet (preview); the mocks hand it over as Unknown."""
+    return isinstance(value, Unknown)
+
+
+def _check_copy_to_remote(inputs: dict[str, Any]) -> list[str]:
+    # pulumi-command v1.2.1 provider/pkg/provider/remote/copyController.go (CopyToRemote.Check):
+    # an unknown source decodes as neither asset nor archive (pulumi/pulumi-command#754).
+    source = inputs.get("source")
+    if source is None or is_unknown(source):
+        return ["asset: either asset or archive must be set"]
+    if not isinstance(source, pulumi.Asset | pulumi.Archive):
+        return [f"source: expected an asset or an archive, got {type(source).__name__}"]
+    return []
+
+
+def _check_secret(inputs: dict[str, Any]) -> list[str]:
+    # terraform-provider-aws secretsmanager/secret.go: name ValidateFunc (1-512 of these chars).
+    name = inputs.get("name")
+    if isinstance(name, str) and not re.fullmatch(r"[0-9A-Za-z/_+=.@-]{1,512}", name):
+        return [f"name: {name!r} must be 1-512 of 0-9 A-Z a-z / _ + = . @ -"]
+    return []
+
+
+# The provider Check rules the program relies on, by type token.
+CHECKS = {
+    "command:remote:CopyToRemote": _check_copy_to_remote,
+    "aws:secretsmanager/secret:Secret": _check_secret,
+}
+
+
 def _hex(text: str, n: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:n]
 
@@ -123,9 +164,12 @@ class Registered:
 class FakeAws(pulumi.runtime.Mocks):
     """Answers invokes from the tables above; gives resources outputs like AWS would."""
 
-    def __init__(self) -> None:
+    def __init__(self, preview: bool = False) -> None:
         self.resources: list[Registered] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.preview = preview
+        self.options: dict[tuple[str, str], pulumi.ResourceOptions] = {}
+        """Each resource's options by (type, name), captured before it is registered."""
 
     def call(  # type: ignore[override]
         self, args: pulumi.runtime.MockCallArgs
@@ -299,6 +343,20 @@ class FakeAws(pulumi.runtime.Mocks):
         raise AwsError(f"the fake AWS has no answer for {token}")
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        failures = CHECKS.get(args.typ, lambda _: [])(args.inputs)
+        if failures:
+            raise CheckFailure(f"{args.typ} {args.name}: Check failed: {'; '.join(failures)}")
+        if self.preview and not args.resource_id:
+            # A create in preview: the engine knows the inputs only; every computed output and
+            # the id stay unknown until the provider really creates the resource.
+            self.resources.append(Registered(args.typ, args.name, args.inputs, {}))
+            return "", dict(args.inputs)
+        rid, state = self.outputs_of(args)
+        self.resources.append(Registered(args.typ, args.name, args.inputs, state))
+        return rid, {**args.inputs, **state}
+
+    def outputs_of(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        """The id and computed outputs AWS (or the provider) would give this new resource."""
         t, name, inputs = args.typ, args.name, args.inputs
         rid = f"{name}-id"
         state: dict[str, Any] = {}
@@ -313,6 +371,15 @@ class FakeAws(pulumi.runtime.Mocks):
             }
             if inputs.get("instanceMarketOptions"):
                 state["spotInstanceRequestId"] = f"sir-{_hex(name, 8)}"
+        elif t == "aws:ec2/eip:Eip":
+            rid = f"eipalloc-0{_hex(name, 16)}"
+            octet = int(_hex(name, 2), 16) % 250 + 1
+            state = {
+                "allocationId": rid,
+                "publicIp": f"192.0.2.{octet}",
+                # What EC2 reports for an Elastic IP outside us-east-1.
+                "publicDns": f"ec2-192-0-2-{octet}.{REGION}.compute.amazonaws.com",
+            }
         elif t == "aws:ebs/volume:Volume":
             rid = args.resource_id or f"vol-0{_hex(name, 16)}"
         elif t == "aws:secretsmanager/secret:Secret":
@@ -345,8 +412,7 @@ class FakeAws(pulumi.runtime.Mocks):
                 else "",
                 "stderr": "",
             }
-        self.resources.append(Registered(t, name, inputs, state))
-        return rid, {**inputs, **state}
+        return rid, state
 
 
 @dataclass
@@ -399,8 +465,13 @@ def run_program(
     unset: tuple[str, ...] = (),
     program: Path = ROOT / "__main__.py",
     raise_errors: bool = True,
+    preview: bool = False,
+    fake: FakeAws | None = None,
 ) -> ProgramRun:
-    """Run the program with stack config (+ overrides, secrets, minus `unset`) under the mocks."""
+    """Run the program with stack config (+ overrides, secrets, minus `unset`) under the mocks.
+
+    `preview`: as `pulumi preview` of a new stack (see the module docstring). `fake`: answer with
+    this FakeAws (e.g. one that carries state between runs, tests/lifecycle.py)."""
     values = dict(stack_config(stack) if base is None else base)
     values.update(overrides or {})
     values.update(secrets or {})
@@ -410,14 +481,16 @@ def run_program(
         k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items() if v is not None
     }
 
-    fake = FakeAws()
+    fake = fake or FakeAws(preview)
+    fake.preview = preview
     settings.set_root_resource(None)  # type: ignore[arg-type]
     runtime_config.set_all_config(encoded, list(secrets or {}))
-    mocks.set_mocks(fake, project="devserver", stack=stack, preview=False)
+    mocks.set_mocks(fake, project="devserver", stack=stack, preview=preview)
     captured: dict[int, tuple[pulumi.Resource, pulumi.ResourceOptions, str]] = {}
 
     def capture(args: pulumi.ResourceTransformationArgs) -> None:
         captured[id(args.resource)] = (args.resource, args.opts, args.type_)
+        fake.options[(args.type_, args.name)] = args.opts
 
     pulumi.runtime.register_stack_transformation(capture)
     try:
@@ -442,7 +515,8 @@ def run_program(
     stack_resource = settings.get_root_resource()
     for key, value in stack_resource.outputs.items():  # type: ignore[union-attr]
         output = pulumi.Output.from_input(value)
-        outputs[key] = _sync_await(output.future())
+        known = _sync_await(output.is_known())
+        outputs[key] = _sync_await(output.future()) if known else Unknown()
         if _sync_await(output.is_secret()):
             secret_outputs.add(key)
     return ProgramRun(fake.resources, fake.calls, outputs, secret_outputs)
@@ -452,6 +526,9 @@ def reset_runtime() -> None:
     """Forget config and the root stack, so one test's program never leaks into the next."""
     # pytest-asyncio closes the loop after an async test; Pulumi's sync helpers need a current one.
     asyncio.set_event_loop(asyncio.new_event_loop())
+    # A run that failed mid-registration (a Check failure) leaves RPCs and tasks on the old loop.
+    settings.SETTINGS.rpc_manager.clear()
+    settings.SETTINGS.outputs.clear()
     runtime_config.set_all_config({}, [])
     settings.set_root_resource(None)  # type: ignore[arg-type]
 
@@ -471,6 +548,8 @@ def comparable(value: Any) -> str:
     """Inputs as canonical JSON: assets by their content or path, so two runs compare equal."""
 
     def default(o: Any) -> Any:
+        if is_unknown(o):
+            return "<unknown>"
         for attribute in ("text", "path", "uri"):
             if getattr(o, attribute, None) is not None:
                 return {type(o).__name__: getattr(o, attribute)}

@@ -1,5 +1,6 @@
 # Host flake for one dev server (/etc/nixos/flake.nix). Pulumi renders it by replacing each
 # @name@ placeholder, with its surrounding quotes, by a Nix value; on a hand-made host edit the values.
+# Values AWS returns (home volume, deploy key) are in ./machine.json beside it, written by Pulumi.
 {
   description = "NixOS dev server host";
 
@@ -13,6 +14,8 @@
     { nixpkgs, devserver, ... }:
     let
       hostName = "@hostName@";
+      # Unknown until AWS creates the machine, so kept out of this file: see machine.json.
+      machine = builtins.fromJSON (builtins.readFile ./machine.json);
     in
     {
       nixosConfigurations.${hostName} = nixpkgs.lib.nixosSystem {
@@ -29,9 +32,10 @@
                 email = "@email@";
               };
               githubUser = "@githubUser@";
-              homeVolume.device = "@homeDevice@";
+              homeVolume.device = machine.homeDevice;
+              deploy.rootAuthorizedKeys = machine.rootAuthorizedKeys;
               token = {
-                secretArn = "@tokenSecretArn@";
+                secretId = "@tokenSecretId@";
                 region = "@region@";
               };
               idleStop.minutes = "@idleStopMinutes@";

@@ -1,0 +1,371 @@
+"""A small model of the Pulumi engine that replays a stack's life, step after step, under the mocks.
+
+Each step runs the real `__main__.py` (tests/program.py) and classifies every resource the way the
+engine would: create, same, update, replace or delete. State is carried between steps like the
+engine carries it: a resource that is not replaced keeps its id and its outputs, so a value AWS
+chose once (a volume id, an address) stays what it was. The rules it applies, each from upstream
+(docs/upstream-facts.md, "Deployment lifecycle (issue 10)"):
+
+- a changed input in REPLACE_ON[type] replaces the resource (terraform-provider-aws `ForceNew`;
+  pulumi-command `triggers`, `replaceOnChanges`); any other changed input is an update;
+- `ignoreChanges` keeps the old value, also in a replacement;
+- `deleteBeforeReplace` deletes the old resource first; `protect` refuses any delete or replace
+  (a protected resource fails the whole `destroy` at preview); `retainOnDelete` only forgets it;
+- a remote.Command runs `create` on create and replace, and on update runs `update`, or `create`
+  again when no `update` is set (pulumi-command commandController.go); a CopyToRemote update copies
+  only when its source or remote path changed (copyController.go).
+- the world moves between steps too (`refresh`): a stopped instance reads back no public IP.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+from tests.program import (
+    REGION,
+    FakeAws,
+    ProgramRun,
+    Registered,
+    comparable,
+    reset_runtime,
+    run_program,
+    stack_config,
+)
+
+INSTANCE = "aws:ec2/instance:Instance"
+COMMAND = "command:remote:Command"
+COPY = "command:remote:CopyToRemote"
+# Inputs whose change replaces the resource. Dotted names are nested properties.
+REPLACE_ON: dict[str, frozenset[str]] = {
+    # ec2_instance.go: ami, associate_public_ip_address, availability_zone, key_name, subnet_id,
+    # instance_market_options, root_block_device.{encrypted,kms_key_id} are ForceNew;
+    # instance_type is not (the provider stops, modifies and starts the instance).
+    INSTANCE: frozenset(
+        {
+            "ami",
+            "associatePublicIpAddress",
+            "availabilityZone",
+            "keyName",
+            "subnetId",
+            "instanceMarketOptions",
+            "rootBlockDevice.encrypted",
+            "rootBlockDevice.kmsKeyId",
+        }
+    ),
+    "aws:ebs/volume:Volume": frozenset(
+        {"availabilityZone", "encrypted", "kmsKeyId", "snapshotId", "outpostArn"}
+    ),
+    "aws:ec2/volumeAttachment:VolumeAttachment": frozenset(
+        {"deviceName", "instanceId", "volumeId"}
+    ),
+    # ec2_eip.go: `instance` is not ForceNew (an update disassociates, then associates).
+    "aws:ec2/eip:Eip": frozenset(
+        {"domain", "address", "publicIpv4Pool", "networkBorderGroup", "ipamPoolId"}
+    ),
+    "aws:ec2transitgateway/instanceState:InstanceState": frozenset({"instanceId"}),
+    "aws:ec2/keyPair:KeyPair": frozenset({"keyName", "keyNamePrefix", "publicKey"}),
+    "aws:secretsmanager/secret:Secret": frozenset({"name", "namePrefix"}),
+    "aws:secretsmanager/secretVersion:SecretVersion": frozenset({"secretId"}),
+    "aws:ec2/securityGroup:SecurityGroup": frozenset(
+        {"name", "namePrefix", "vpcId", "description"}
+    ),
+    "aws:iam/role:Role": frozenset({"name", "namePrefix", "path"}),
+    "aws:iam/instanceProfile:InstanceProfile": frozenset({"name", "namePrefix", "path"}),
+    "tls:index/privateKey:PrivateKey": frozenset({"algorithm", "ecdsaCurve", "rsaBits"}),
+    COMMAND: frozenset({"triggers"}),
+    COPY: frozenset({"triggers"}),
+    # components/spot_request.py: its own diff looks at these two and replaces on either.
+    "pulumi-python:dynamic:Resource": frozenset({"spotInstanceRequestId", "region"}),
+}
+# Resources whose provider diffs only these inputs (a dynamic provider's own diff).
+DIFF_ONLY = {"pulumi-python:dynamic:Resource": REPLACE_ON["pulumi-python:dynamic:Resource"]}
+
+
+def _camel(name: str) -> str:
+    return re.sub(r"_([a-z])", lambda m: m.group(1).upper(), name)
+
+
+@dataclass
+class Entry:
+    """One resource in the state file: what it was created with and what the provider returned."""
+
+    type: str
+    name: str
+    id: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    protect: bool = False
+    retain: bool = False
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one step does to one resource."""
+
+    type: str
+    name: str
+    op: str
+    """create, same, update, replace or delete."""
+    props: tuple[str, ...] = ()
+    """The inputs that changed (for update and replace)."""
+    note: str = ""
+    """What it means on the machine: `runs create`, `runs update`, `copies`, `retained` ..."""
+
+    @property
+    def reruns(self) -> bool:
+        """A remote command whose `create` runs again in this step."""
+        return self.type == COMMAND and self.note == "runs create"
+
+
+class StatefulAws(FakeAws):
+    """FakeAws that knows the state before the step and diffs each registration against it."""
+
+    def __init__(self, state: dict[tuple[str, str], Entry], generation: int) -> None:
+        super().__init__()
+        self.before = state
+        self.after: dict[tuple[str, str], Entry] = {}
+        self.changes: list[Change] = []
+        self.refused: list[str] = []
+        self.generation = generation
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        key = (args.typ, args.name)
+        old = self.before.get(key)
+        opts = self.options.get(key) or pulumi.ResourceOptions()
+        inputs = dict(args.inputs)
+        # ignoreChanges: the old value stays, in an update and in a replacement alike.
+        for prop in [_camel(p) for p in opts.ignore_changes or []]:
+            if old is not None and prop in old.inputs:
+                inputs[prop] = old.inputs[prop]
+        args = pulumi.runtime.MockResourceArgs(
+            args.typ, args.name, inputs, args.provider, args.resource_id, args.custom
+        )
+        if not args.custom:
+            # Components: no provider, nothing to diff.
+            return super().new_resource(args)
+        changed = _changed(args.typ, old.inputs, inputs) if old else []
+        op = "create" if old is None else _operation(args.typ, old.inputs, inputs, changed)
+        if old is not None and op in ("same", "update"):
+            rid, outputs = old.id, dict(old.outputs)
+            if args.typ == INSTANCE and "instanceType" in changed:
+                # The provider stops and starts the instance: EC2 gives it a new public IPv4.
+                outputs.update(_auto_ip(self.generation))
+            self.resources.append(Registered(args.typ, args.name, inputs, outputs))
+            returned: tuple[str, dict[str, Any]] = (rid, {**inputs, **outputs})
+        else:
+            if op == "replace" and old is not None and old.protect:
+                self.refused.append(f"{args.typ} {args.name} (protected; replace)")
+            rid, returned_state = super().new_resource(args)
+            if op == "replace" and old is not None and not self.preview:
+                rid, returned_state = _renew(args.typ, old.id, rid, returned_state, self.generation)
+            outputs = {k: v for k, v in returned_state.items() if k not in inputs}
+            returned = (rid, returned_state)
+        self.changes.append(Change(args.typ, args.name, op, tuple(changed), _note(args, op, old)))
+        self.after[key] = Entry(
+            args.typ,
+            args.name,
+            returned[0],
+            inputs,
+            outputs,
+            protect=bool(opts.protect),
+            retain=bool(opts.retain_on_delete),
+        )
+        if op == "replace" and opts.delete_before_replace:
+            self.changes[-1] = Change(
+                args.typ,
+                args.name,
+                op,
+                tuple(changed),
+                _join(self.changes[-1].note, "delete first"),
+            )
+        return returned
+
+
+def _join(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
+
+
+def _auto_ip(generation: int) -> dict[str, str]:
+    octet = 100 + generation
+    return {
+        "publicIp": f"198.51.100.{octet}",
+        "publicDns": f"ec2-198-51-100-{octet}.{REGION}.compute.amazonaws.com",
+    }
+
+
+def _renew(
+    typ: str, old_id: str, rid: str, state: dict[str, Any], generation: int
+) -> tuple[str, dict[str, Any]]:
+    """A replacement is a new resource: a new id (and, for an instance, a new auto address)."""
+    new_id = f"{rid}{generation:x}" if rid == old_id else rid
+    renewed = {k: v.replace(old_id, new_id) if isinstance(v, str) else v for k, v in state.items()}
+    if typ == INSTANCE:
+        renewed.update(_auto_ip(generation))
+    return new_id, renewed
+
+
+def _changed(typ: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    keys = DIFF_ONLY.get(typ) or (set(old) | set(new))
+    return sorted(k for k in keys if comparable(old.get(k)) != comparable(new.get(k)))
+
+
+def _operation(typ: str, old: dict[str, Any], new: dict[str, Any], changed: list[str]) -> str:
+    if not changed:
+        return "same"
+    rules = REPLACE_ON.get(typ, frozenset())
+    for prop in changed:
+        if prop in rules:
+            return "replace"
+        for rule in rules:
+            top, _, sub = rule.partition(".")
+            if top == prop and sub:
+                before, after = old.get(prop) or {}, new.get(prop) or {}
+                if isinstance(before, list):
+                    before, after = (before or [{}])[0], (after or [{}])[0]
+                if comparable(before.get(sub)) != comparable(after.get(sub)):
+                    return "replace"
+    return "update"
+
+
+def _note(args: pulumi.runtime.MockResourceArgs, op: str, old: Entry | None) -> str:
+    """What a pulumi-command step does on the machine."""
+    if args.typ == COMMAND:
+        if op in ("create", "replace"):
+            return "runs create"
+        if op == "update":
+            return "runs update" if args.inputs.get("update") else "runs create"
+    if args.typ == COPY and op != "same":
+        if op in ("create", "replace") or old is None:
+            return "copies"
+        moved = any(
+            comparable(old.inputs.get(k)) != comparable(args.inputs.get(k))
+            for k in ("source", "remotePath")
+        )
+        return "copies" if moved else "no copy (same source)"
+    return ""
+
+
+@dataclass
+class StepResult:
+    """One step: every resource's change, the run itself, and what the engine refused."""
+
+    name: str
+    changes: list[Change]
+    run: ProgramRun | None = None
+    refused: list[str] = field(default_factory=list)
+
+    def ops(self, op: str) -> set[str]:
+        """Names of the resources with this operation."""
+        return {c.name for c in self.changes if c.op == op}
+
+    def touched(self) -> dict[str, str]:
+        """Every resource that is not `same`, by name: its operation."""
+        return {c.name: c.op for c in self.changes if c.op != "same"}
+
+    def reruns(self) -> set[str]:
+        """The remote commands whose `create` runs again."""
+        return {c.name for c in self.changes if c.reruns}
+
+    def change(self, name: str) -> Change:
+        found = [c for c in self.changes if c.name == name]
+        assert len(found) == 1, f"{self.name}: expected one change for {name}, got {found}\n{self}"
+        return found[0]
+
+    def __str__(self) -> str:
+        rows = [f"== step: {self.name}" + (f"  REFUSED: {self.refused}" if self.refused else "")]
+        rows += [
+            f"  {c.op:<8} {c.type:<52} {c.name:<28} {','.join(c.props):<30} {c.note}"
+            for c in sorted(self.changes, key=lambda c: (c.op == "same", c.type, c.name))
+            if c.op != "same"
+        ]
+        same = sum(c.op == "same" for c in self.changes)
+        return "\n".join([*rows, f"  ({same} unchanged)"])
+
+
+class Engine:
+    """The state of one stack across steps, and the operations a user runs on it."""
+
+    def __init__(self, stack: str = "dev") -> None:
+        self.stack = stack
+        self.config: dict[str, Any] = stack_config(stack)
+        self.secrets: dict[str, str] = {}
+        self.state: dict[tuple[str, str], Entry] = {}
+        self.generation = 0
+        self.history: list[StepResult] = []
+
+    def set(
+        self, config: dict[str, Any] | None = None, secrets: dict[str, str] | None = None
+    ) -> None:
+        """`pulumi config set` (plain or --secret)."""
+        self.config.update(config or {})
+        self.secrets.update(secrets or {})
+
+    def up(self, name: str, *, preview: bool = False) -> StepResult:
+        """`pulumi up` (or `pulumi preview`, which leaves the state as it was)."""
+        self.generation += 1
+        fake = StatefulAws(self.state, self.generation)
+        reset_runtime()
+        try:
+            run = run_program(
+                base=self.config, secrets=dict(self.secrets), stack=self.stack, preview=preview,
+                fake=fake,
+            )  # fmt: skip
+        finally:
+            reset_runtime()
+        changes = [c for c in fake.changes]
+        refused = list(fake.refused)
+        for key, entry in self.state.items():
+            if key not in fake.after:
+                changes.append(_delete(entry))
+                if entry.protect:
+                    refused.append(f"{entry.type} {entry.name} (protected; delete)")
+        result = StepResult(name, changes, run, refused)
+        if not preview and not refused:
+            self.state = fake.after
+        self.history.append(result)
+        return result
+
+    def refresh(self, reads: Callable[[dict[tuple[str, str], Entry]], None]) -> None:
+        """`pulumi refresh` (or `up --refresh`): the state takes what AWS reports now."""
+        reads(self.state)
+
+    def destroy(self, name: str) -> StepResult:
+        """`pulumi destroy` at preview: every resource deleted, or the whole run refused."""
+        changes = [_delete(e) for e in self.state.values()]
+        refused = [
+            f"{e.type} {e.name} (protected; delete)" for e in self.state.values() if e.protect
+        ]
+        result = StepResult(name, changes, None, refused)
+        self.history.append(result)
+        return result
+
+    def entry(self, type_: str) -> Entry:
+        found = [e for e in self.state.values() if e.type == type_]
+        assert len(found) == 1, f"expected one {type_} in state, got {[e.name for e in found]}"
+        return found[0]
+
+
+def _delete(entry: Entry) -> Change:
+    note = "retained: forgotten, kept in AWS" if entry.retain else ""
+    return Change(entry.type, entry.name, "delete", (), note)
+
+
+def machine_stopped(state: dict[tuple[str, str], Entry]) -> None:
+    """What a refresh reads after idle auto-stop: no public IPv4, InstanceState `stopped`."""
+    for entry in state.values():
+        if entry.type == INSTANCE:
+            entry.outputs.update(publicIp="", publicDns="", instanceState="stopped")
+        if entry.type == "aws:ec2transitgateway/instanceState:InstanceState":
+            entry.inputs["state"] = "stopped"
+
+
+def machine_running_with_a_new_address(state: dict[tuple[str, str], Entry]) -> None:
+    """What a refresh reads once the machine runs again: EC2 gave it a new public IPv4."""
+    for entry in state.values():
+        if entry.type == INSTANCE:
+            entry.outputs.update(instanceState="running", **_auto_ip(77))

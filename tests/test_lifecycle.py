@@ -1,0 +1,182 @@
+"""A stack's life replayed under an engine model (tests/lifecycle.py): what each step touches.
+
+Every step prints its table (`pytest -s`), and each assertion names the step. The facts behind
+the rules are in docs/upstream-facts.md, "Deployment lifecycle (issue 10)".
+"""
+
+from collections.abc import Iterator
+
+import pytest
+from pulumi.runtime import MockResourceArgs
+
+from tests.lifecycle import (
+    COMMAND,
+    Engine,
+    StepResult,
+    _note,
+    machine_running_with_a_new_address,
+    machine_stopped,
+)
+from tests.program import FAKE_TOKEN, reset_runtime
+
+HOME = "devserver-home"
+VOLUME = "aws:ebs/volume:Volume"
+DEPLOY_COMMANDS = {
+    "devserver-host-key",
+    "devserver-apply",
+    "devserver-verify-login",
+}
+APPLY = {"devserver-apply", "devserver-verify-login"}
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    reset_runtime()
+    yield Engine()
+    reset_runtime()
+
+
+def _home_volume_kept(step: StepResult) -> None:
+    """The user's /home: never replaced, and never deleted from AWS."""
+    home = [c for c in step.changes if c.type == VOLUME]
+    assert home, f"{step.name}: no home volume\n{step}"
+    for change in home:
+        assert change.op != "replace", f"{step.name}: {change.name} replaced\n{step}"
+        if change.op == "delete":
+            assert change.note.startswith("retained") or step.refused, (
+                f"{step.name}: {change.name} deleted from AWS\n{step}"
+            )
+
+
+def _expect(step: StepResult, touched: dict[str, str], reruns: set[str]) -> None:
+    print(step)
+    assert not step.refused, f"{step.name}: refused {step.refused}\n{step}"
+    assert step.touched() == touched, f"{step.name}: unexpected changes\n{step}"
+    assert step.reruns() == reruns, f"{step.name}: remote commands re-run\n{step}"
+    _home_volume_kept(step)
+
+
+def test_a_stack_lives_through_every_step_touching_only_what_changed(engine: Engine) -> None:
+    # 1. The first preview of a new stack: provider checks pass, everything is a create.
+    preview = engine.up("preview of a new stack", preview=True)
+    print(preview)
+    assert not preview.refused and preview.run is not None
+    assert {c.op for c in preview.changes} == {"create"}, preview
+    copy = preview.run.named("devserver-host-flake").inputs["source"]
+    assert "devserver.url" in copy.text, "the preview shows the exact host flake"
+
+    created = engine.up("create")
+    print(created)
+    assert {c.op for c in created.changes} == {"create"}
+    assert created.reruns() == DEPLOY_COMMANDS
+    outputs = dict(created.run.outputs) if created.run else {}
+    address = outputs["publicIp"]
+
+    # 2. Nothing changed: nothing happens, not even an update.
+    _expect(engine.up("no-op up"), {}, set())
+
+    # 3. A new shared flake: the host flake is copied again and the apply re-runs; AWS untouched.
+    engine.set({"devserver:flake": "github:acme/infra/v2?dir=nix"})
+    _expect(
+        engine.up("flake change"),
+        {"devserver-host-flake": "update", **dict.fromkeys(APPLY, "replace")},
+        APPLY,
+    )
+
+    # 4. A token added to an existing stack: its preview passes the CopyToRemote check, the
+    # secret (with its program-chosen name) and the role's read policy appear, and the flake that
+    # now names the secret is applied.
+    engine.set(secrets={"devserver:githubToken": FAKE_TOKEN})
+    token_touched = {
+        "devserver-github-token": "create",
+        "devserver-read-github-token": "create",
+        "devserver-host-flake": "update",
+        **dict.fromkeys(APPLY, "replace"),
+    }
+    _expect(engine.up("token added (preview)", preview=True), token_touched, APPLY)
+    _expect(engine.up("token added"), token_touched, APPLY)
+
+    # 5. A bigger instance type: an in-place stop/modify/start. EC2 gives the instance a new
+    # public IPv4, but the deployment talks to the Elastic IP: no remote command runs.
+    engine.set({"devserver:instanceType": "m7i.2xlarge"})
+    _expect(engine.up("instance type change"), {"devserver-x86_64": "update"}, set())
+
+    # 6. Idle auto-stop, then `pulumi up --refresh`: the machine reads back stopped with no IP;
+    # InstanceState starts it, the deployment waits for that and has nothing to re-run.
+    engine.refresh(machine_stopped)
+    _expect(engine.up("up --refresh after a stop"), {"devserver-state": "update"}, set())
+    engine.refresh(machine_running_with_a_new_address)
+    resumed = engine.up("up --refresh after the start (new auto IP)")
+    _expect(resumed, {}, set())
+    assert resumed.run is not None and resumed.run.outputs["publicIp"] == address, (
+        "publicIp must stay the Elastic IP across stop/start"
+    )
+    assert resumed.run.outputs["sshCommand"] == outputs["sshCommand"]
+
+    # 7. Arch switch: a new machine from the other arch's image, the same /home and address;
+    # everything on the machine runs again because the machine is new.
+    engine.set({"devserver:preset": "graviton"})
+    engine.config.pop("devserver:instanceType")
+    switched = engine.up("arch switch")
+    _expect(
+        switched,
+        {
+            "devserver-aarch64": "create",
+            "devserver-x86_64": "delete",
+            "devserver-home": "replace",  # the attachment (same name as the volume), not the volume
+            "devserver-address": "update",  # the same Elastic IP, re-associated
+            "devserver-state": "replace",
+            **dict.fromkeys(
+                DEPLOY_COMMANDS | {"devserver-host-flake", "devserver-scripts"}, "replace"
+            ),
+        },
+        DEPLOY_COMMANDS,
+    )
+    replaced = {(c.type, c.name): c for c in switched.changes if c.op == "replace"}
+    attachment = replaced[("aws:ec2/volumeAttachment:VolumeAttachment", HOME)]
+    assert "delete first" in attachment.note, "a volume attaches to one instance at a time"
+    assert switched.run is not None and switched.run.outputs["publicIp"] == address
+
+    # 8. Rebuild: added by the config half of issue 10 (i10b) after merging - a step here like
+    #    engine.set({"devserver:<rebuild key>": ...}); _expect(engine.up("rebuild"), {...}, ...)
+
+    # 9. `pulumi destroy` (preview): the home volume is never deleted from AWS.
+    destroy = engine.destroy("destroy (preview)")
+    print(destroy)
+    _home_volume_kept(destroy)
+    protected = {
+        f"{e.type} {e.name} (protected; delete)" for e in engine.state.values() if e.protect
+    }
+    assert set(destroy.refused) == protected, destroy
+    if not destroy.refused:
+        assert destroy.touched() == {c.name: "delete" for c in destroy.changes}, destroy
+
+
+def test_a_command_update_runs_create_again_unless_update_is_set() -> None:
+    # The model's pulumi-command rule (commandController.go Update): `update`, else `create`.
+    def note(inputs: dict[str, str]) -> str:
+        return _note(MockResourceArgs(COMMAND, "c", inputs, custom=True), "update", None)
+
+    assert note({"create": "switch"}) == "runs create"
+    assert note({"create": "switch", "update": "true"}) == "runs update"
+
+
+def test_ignore_changes_carries_the_old_value_into_a_replacement(engine: Engine) -> None:
+    engine.up("create")
+    instance = engine.entry("aws:ec2/instance:Instance")
+    launched_with = instance.inputs["ami"]
+    instance.inputs["ami"] = "ami-0launchedlongago00"
+    # A replace for another reason (a new subnet is force-new) keeps the ignored AMI.
+    instance.inputs["subnetId"] = "subnet-0elsewhere0"
+    step = engine.up("replace with an ignored ami")
+    assert step.change("devserver-x86_64").op == "replace", step
+    assert engine.entry("aws:ec2/instance:Instance").inputs["ami"] == "ami-0launchedlongago00"
+    assert launched_with != "ami-0launchedlongago00"
+
+
+def test_a_protected_resource_refuses_the_whole_destroy(engine: Engine) -> None:
+    engine.up("create")
+    for entry in engine.state.values():
+        entry.protect = entry.type == "aws:ec2/keyPair:KeyPair"
+    destroy = engine.destroy("destroy (preview)")
+    assert destroy.refused == ["aws:ec2/keyPair:KeyPair devserver-deploy (protected; delete)"]
