@@ -25,15 +25,21 @@ NAMESPACE = "devserver"
 FIRST_UP = "README.md, 'First up'"
 
 
-def required_keys(project: dict[str, Any]) -> list[str]:
-    """Keys the CLI refuses to run without: declared without a default, plus the region."""
+# Per-server keys a single-server stack must set at the top (a fleet sets them in each entry).
+SERVER_REQUIRED = (f"{NAMESPACE}:user", f"{NAMESPACE}:githubUser")
+
+
+def required_keys(project: dict[str, Any], config: dict[str, Any] | None = None) -> list[str]:
+    """Keys the CLI refuses to run without (declared without a default), plus the region, plus
+    the per-server keys when the stack is a single server."""
     declared = project.get("config") or {}
     own = [
         key if ":" in key else f"{NAMESPACE}:{key}"
         for key, spec in declared.items()
         if isinstance(spec, dict) and "default" not in spec
     ]
-    return ["aws:region", *own]
+    single = not (config or {}).get(f"{NAMESPACE}:servers")
+    return ["aws:region", *own, *(SERVER_REQUIRED if single else ())]
 
 
 def _profiles(path: Path, config_file: bool) -> set[str]:
@@ -123,7 +129,7 @@ def problems(stack: str, root: Path, env: dict[str, str], interactive: bool = Fa
     except yaml.YAMLError as err:
         return [f"Pulumi.{stack}.yaml is not valid YAML: {err}"]
     config = doc.get("config") or {}
-    for key in required_keys(project):
+    for key in required_keys(project, config):
         if config.get(key) in (None, "", []):
             found.append(
                 f"{key} is not set in Pulumi.{stack}.yaml: "

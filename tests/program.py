@@ -31,6 +31,8 @@ from pulumi.runtime import mocks, settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from components.settings import OPENSSH_KEY_BEGIN, OPENSSH_KEY_END
+
 ROOT = Path(__file__).resolve().parent.parent
 # The suite's own stack files: the repository's Pulumi.<stack>.yaml are the user's to edit.
 FIXTURE_STACKS = ROOT / "tests" / "stacks"
@@ -94,11 +96,7 @@ def fake_openssh_private_key(cipher: str = "none") -> str:
     )
     text = base64.b64encode(body).decode()
     lines = [text[i : i + 70] for i in range(0, len(text), 70)]
-    return (
-        "-----BEGIN OPENSSH PRIVATE KEY-----\n"
-        + "\n".join(lines)
-        + "\n-----END OPENSSH PRIVATE KEY-----\n"
-    )
+    return f"{OPENSSH_KEY_BEGIN}\n" + "\n".join(lines) + f"\n{OPENSSH_KEY_END}\n"
 
 
 class AwsError(Exception):
@@ -522,10 +520,19 @@ def run_program(
     return ProgramRun(fake.resources, fake.calls, outputs, secret_outputs)
 
 
+def _quiet_check_failures(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """A refused registration also fails the SDK's own futures, which nobody awaits once the run
+    has stopped; the run already reported it (ProgramRun.error), so only that echo is dropped."""
+    if not isinstance(context.get("exception"), CheckFailure):
+        loop.default_exception_handler(context)
+
+
 def reset_runtime() -> None:
     """Forget config and the root stack, so one test's program never leaks into the next."""
     # pytest-asyncio closes the loop after an async test; Pulumi's sync helpers need a current one.
-    asyncio.set_event_loop(asyncio.new_event_loop())
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(_quiet_check_failures)
+    asyncio.set_event_loop(loop)
     # A run that failed mid-registration (a Check failure) leaves RPCs and tasks on the old loop.
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()

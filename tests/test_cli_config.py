@@ -206,6 +206,26 @@ def test_a_stack_without_either_secret_passes_the_cli_and_runs(program: Run) -> 
     assert run.of_type("tls:index/privateKey:PrivateKey"), "no key set: a deploy key is generated"
 
 
+def _readme_stacks() -> list[dict[str, Any]]:
+    """The stack files the README shows (```yaml blocks with a config: map)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = [yaml.safe_load(b.split("```", 1)[0]) for b in readme.split("```yaml\n")[1:]]
+    return [
+        b["config"] for b in blocks if isinstance(b, dict) and isinstance(b.get("config"), dict)
+    ]
+
+
+def test_the_readme_fleet_stack_passes_the_cli_and_runs(program: Run) -> None:
+    fleets = [c for c in _readme_stacks() if "devserver:servers" in c]
+    assert fleets, "the README shows a fleet stack"
+    for config in fleets:
+        # No top-level user or githubUser: the CLI must not require them.
+        assert "devserver:user" not in config and "devserver:githubUser" not in config
+        plain, secret = _program_config(cli_config(PROJECT, "team", config))
+        run = program(base=plain, secrets=secret, stack="team")
+        assert set(run.outputs["servers"]) == {s["name"] for s in config["devserver:servers"]}
+
+
 @pytest.mark.parametrize("path", STACK_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_shipped_stack_file_passes_the_clis_config_validation(path: Path) -> None:
     # A stack file belongs to the nearest Pulumi.yaml above it (test fixtures: the repo's).
@@ -263,7 +283,8 @@ def test_no_declared_key_is_secret_with_a_default_or_required_without_being_need
         if spec.get("secret") and "type" in spec:
             assert "default" not in spec, f"{key}: a plaintext default fails `secret: true`"
     required = {k for k, spec in PROJECT["config"].items() if "default" not in spec}
-    assert required == {"user", "githubUser", "flake", "sshAllowedCidrs"}
+    # user and githubUser are per server: a fleet sets them in each entry, not at the top.
+    assert required == {"flake", "sshAllowedCidrs"}
     assert not set(settings.SECRET_KEYS) & set(PROJECT["config"])
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from components.settings import SettingsError
+from components.settings import OPENSSH_KEY_BEGIN, OPENSSH_KEY_END, SettingsError
 from tests.program import FAKE_TOKEN, ProgramRun, fake_openssh_private_key
 
 Run = Callable[..., ProgramRun]
@@ -170,8 +170,7 @@ REFUSED: list[tuple[str, list[Value]]] = [
                 (fake_openssh_private_key().rsplit("-----END", 1)[0], "does not end with"),
                 (fake_openssh_private_key("aes256-ctr"), "passphrase"),
                 (
-                    "-----BEGIN OPENSSH PRIVATE KEY-----\nnot base64!\n"
-                    "-----END OPENSSH PRIVATE KEY-----",
+                    f"{OPENSSH_KEY_BEGIN}\nnot base64!\n{OPENSSH_KEY_END}",
                     "not base64",
                 ),
             ]

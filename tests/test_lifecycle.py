@@ -17,7 +17,7 @@ from tests.lifecycle import (
     machine_running_with_a_new_address,
     machine_stopped,
 )
-from tests.program import FAKE_TOKEN, reset_runtime
+from tests.program import FAKE_TOKEN, NIXOS_AMIS, reset_runtime
 
 HOME = "devserver-home"
 VOLUME = "aws:ebs/volume:Volume"
@@ -27,6 +27,8 @@ DEPLOY_COMMANDS = {
     "devserver-verify-login",
 }
 APPLY = {"devserver-apply", "devserver-verify-login"}
+# A newer official image for arm64, published between two steps.
+REPUBLISHED_AMI = "ami-0123412341234abcd"
 
 
 @pytest.fixture
@@ -56,7 +58,9 @@ def _expect(step: StepResult, touched: dict[str, str], reruns: set[str]) -> None
     _home_volume_kept(step)
 
 
-def test_a_stack_lives_through_every_step_touching_only_what_changed(engine: Engine) -> None:
+def test_a_stack_lives_through_every_step_touching_only_what_changed(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # 1. The first preview of a new stack: provider checks pass, everything is a create.
     preview = engine.up("preview of a new stack", preview=True)
     print(preview)
@@ -137,8 +141,32 @@ def test_a_stack_lives_through_every_step_touching_only_what_changed(engine: Eng
     assert "delete first" in attachment.note, "a volume attaches to one instance at a time"
     assert switched.run is not None and switched.run.outputs["publicIp"] == address
 
-    # 8. Rebuild: added by the config half of issue 10 (i10b) after merging - a step here like
-    #    engine.set({"devserver:<rebuild key>": ...}); _expect(engine.up("rebuild"), {...}, ...)
+    # 8. NixOS republishes its AMI (and deregisters the old one ~90 days on): a running machine
+    # is not replaced for it. `devserver:rebuild` then builds a new machine from the current
+    # AMI, since a new name carries no ignored `ami` over; /home and the address move to it.
+    monkeypatch.setitem(NIXOS_AMIS, "arm64", REPUBLISHED_AMI)
+    _expect(engine.up("AMI republished"), {}, set())
+    engine.set({"devserver:rebuild": 1})
+    rebuilt = engine.up("rebuild")
+    _expect(
+        rebuilt,
+        {
+            "devserver-aarch64-r1": "create",
+            "devserver-aarch64": "delete",
+            "devserver-home": "replace",
+            "devserver-address": "update",
+            "devserver-state": "replace",
+            **dict.fromkeys(
+                DEPLOY_COMMANDS | {"devserver-host-flake", "devserver-scripts"}, "replace"
+            ),
+        },
+        DEPLOY_COMMANDS,
+    )
+    assert rebuilt.run is not None
+    assert rebuilt.run.named("devserver-aarch64-r1").inputs["ami"] == REPUBLISHED_AMI, (
+        "a rebuild boots the current AMI, not the one the old machine was launched from"
+    )
+    assert rebuilt.run.outputs["publicIp"] == address
 
     # 9. `pulumi destroy` (preview): the home volume is never deleted from AWS.
     destroy = engine.destroy("destroy (preview)")

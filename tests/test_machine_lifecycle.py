@@ -223,7 +223,7 @@ def test_the_canceller_gets_the_providers_profile_roles_and_keys(program: Run) -
     ]
     run = program(
         {"devserver:preset": "x86-spot", "aws:profile": "team", "aws:assumeRoles": roles},
-        secrets={"aws:accessKey": "AKIAFAKEFAKEFAKE0000", "aws:secretKey": "fake-secret-key"},
+        secrets={"aws:accessKey": "fake-access-key-id-0000", "aws:secretKey": "fake-secret-key"},
     )
     inputs = run.one(CANCELLER).inputs
     assert inputs["profile"] == "team"

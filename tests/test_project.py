@@ -36,7 +36,7 @@ def test_every_key_the_program_reads_is_declared_with_type_and_description() -> 
 def test_only_the_required_keys_lack_a_default() -> None:
     # The CLI refuses to run a stack that misses a declared key without a default.
     required = {key for key, spec in DECLARED.items() if "default" not in spec}
-    assert required == {"user", "githubUser", "flake", "sshAllowedCidrs"}
+    assert required == {"flake", "sshAllowedCidrs"}
 
 
 def test_declared_defaults_are_the_code_defaults_or_mean_unset() -> None:

@@ -36,7 +36,10 @@ if [ "$1" = stack ] && [ "$2" = select ] && [ -n "${FAKE_NO_STACK:-}" ]; then
   exit 255
 fi
 """
-KEYS = {"AWS_ACCESS_KEY_ID": "AKIAFAKEFORTESTS0000", "AWS_SECRET_ACCESS_KEY": "fake-secret-key"}
+KEYS = {
+    "AWS_ACCESS_KEY_ID": "fake-access-key-id-for-tests",
+    "AWS_SECRET_ACCESS_KEY": "fake-secret-key",
+}
 
 
 class Repo:
@@ -177,6 +180,21 @@ def test_each_missing_required_key_gets_its_own_message(repo: Repo) -> None:
         )
     assert len(lines) == 3, f"one line per missing key:\n{done.stderr}"
     assert repo.calls() == []
+
+
+def test_a_fleet_stack_needs_no_top_level_user(repo: Repo) -> None:
+    # Each servers entry names its own user and GitHub account; the top level sets neither.
+    repo.stack(
+        "team",
+        "config:\n  aws:region: eu-west-1\n  devserver:flake: github:acme/infra?dir=nix\n"
+        '  devserver:sshAllowedCidrs: ["203.0.113.0/24"]\n'
+        "  devserver:servers:\n    - {name: alice, user: alice, githubUser: alice-gh}\n",
+    )
+
+    done = repo.run("team", **KEYS)
+
+    assert "is not set" not in done.stderr, done.stderr
+    assert repo.calls(), "scripts/up goes on to the CLI"
 
 
 def test_no_aws_credentials_is_reported_before_the_cli_runs(repo: Repo) -> None:

@@ -73,7 +73,7 @@ def _profile_file(directory: Path) -> Path:
     path = directory / "credentials"
     path.write_text(
         "[devserver-team]\n"
-        "aws_access_key_id = AKIAFAKEPROFILE00001\n"
+        "aws_access_key_id = fake-akid-profile-01\n"
         "aws_secret_access_key = fake-secret-from-the-profile\n",
         encoding="utf-8",
     )
@@ -89,7 +89,7 @@ def test_the_canceller_uses_the_stacks_aws_profile_and_credentials_file(
         "sharedCredentialsFile": str(_profile_file(moto_without_env_credentials)),
     }
     session = SpotRequestCancellerProvider.session(props)
-    assert session.get_credentials().access_key == "AKIAFAKEPROFILE00001"
+    assert session.get_credentials().access_key == "fake-akid-profile-01"
     assert session.region_name == REGION
     request_id = _request(session)
     SpotRequestCancellerProvider().delete(
@@ -103,14 +103,14 @@ def test_the_canceller_assumes_the_stacks_roles_in_order(
 ) -> None:
     props = {
         "region": REGION,
-        "accessKey": "AKIAFAKESTATIC000001",
+        "accessKey": "fake-akid-static-01",
         "secretKey": "fake-static-secret",
         "assumeRoles": [{"roleArn": ROLE, "sessionName": "ci", "externalId": "e-1"}],
     }
     session = SpotRequestCancellerProvider.session(props)
     identity = session.client("sts", region_name=REGION).get_caller_identity()
     assert "assumed-role/devserver-deployer/ci" in identity["Arn"], identity["Arn"]
-    assert session.get_credentials().access_key != "AKIAFAKESTATIC000001"
+    assert session.get_credentials().access_key != "fake-akid-static-01"
     request_id = _request(session)
     SpotRequestCancellerProvider().delete(
         request_id, {**props, "spotInstanceRequestId": request_id}
@@ -152,7 +152,7 @@ def test_changing_credentials_settings_updates_and_never_cancels_the_live_reques
 def test_boto3_session_is_not_built_from_the_process_default_when_a_profile_is_given(
     moto_without_env_credentials: Path,
 ) -> None:
-    os.environ["AWS_ACCESS_KEY_ID"] = "AKIAFAKEENVIRONMENT1"
+    os.environ["AWS_ACCESS_KEY_ID"] = "fake-akid-environment-1"
     os.environ["AWS_SECRET_ACCESS_KEY"] = "fake-env-secret"
     props = {
         "region": REGION,
@@ -161,6 +161,6 @@ def test_boto3_session_is_not_built_from_the_process_default_when_a_profile_is_g
     }
     # boto3's default chain would take the environment keys; the stack's profile wins, as it
     # does for the AWS provider.
-    assert boto3.Session().get_credentials().access_key == "AKIAFAKEENVIRONMENT1"
+    assert boto3.Session().get_credentials().access_key == "fake-akid-environment-1"
     session = SpotRequestCancellerProvider.session(props)
-    assert session.get_credentials().access_key == "AKIAFAKEPROFILE00001"
+    assert session.get_credentials().access_key == "fake-akid-profile-01"
