@@ -180,7 +180,9 @@ class DevServer(pulumi.ComponentResource):
         )
         role = InstanceRole(
             name,
-            InstanceRoleArgs(s.tags, secret.arn if secret else None, s.token_kms_key_arn),
+            InstanceRoleArgs(
+                s.tags, secret.arn if secret else None, s.token_kms_key_arn, s.ssm_session_manager
+            ),
             here,
         )
         home = HomeVolume(

@@ -53,6 +53,29 @@ def _read_secret_policy(secret_arn: str, kms_key_arn: str | None = None) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
+# What the SSM agent needs for Session Manager and nothing more: the set of AWS's managed policy
+# AWSCloud9SSMInstanceProfile, not AmazonSSMManagedInstanceCore (whose ssm:GetParameter on every
+# parameter would let the machine read more than its one secret).
+SESSION_MANAGER_ACTIONS = (
+    "ssm:UpdateInstanceInformation",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+)
+
+
+def _session_manager_policy() -> str:
+    """Session Manager's channel actions; they name no resource, so AWS takes only "*"."""
+    statement = {
+        "Sid": "SessionManagerBreakGlass",
+        "Effect": "Allow",
+        "Action": list(SESSION_MANAGER_ACTIONS),
+        "Resource": "*",
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
 @dataclass(frozen=True)
 class InstanceRoleArgs:
     """The secret the machine may read (if any) and the tags to put on the role."""
@@ -60,6 +83,7 @@ class InstanceRoleArgs:
     tags: dict[str, str]
     secret_arn: pulumi.Output[str] | None = None
     kms_key_arn: str | None = None
+    session_manager: bool = True
 
 
 class InstanceRole(pulumi.ComponentResource):
@@ -77,7 +101,7 @@ class InstanceRole(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{name}-role",
             assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
-            description="Dev server instance role: reads its GitHub token secret, nothing else",
+            description="Dev server instance role: its GitHub token secret, SSM Session Manager",
             tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -87,6 +111,13 @@ class InstanceRole(pulumi.ComponentResource):
                 f"{name}-read-github-token",
                 role=role.id,
                 policy=args.secret_arn.apply(lambda arn: _read_secret_policy(arn, kms_key_arn)),
+                opts=pulumi.ResourceOptions(parent=role),
+            )
+        if args.session_manager:
+            aws.iam.RolePolicy(
+                f"{name}-session-manager",
+                role=role.id,
+                policy=_session_manager_policy(),
                 opts=pulumi.ResourceOptions(parent=role),
             )
         profile = aws.iam.InstanceProfile(

@@ -240,6 +240,8 @@ class DevServerSettings:
     running: bool = True
     rebuild: int = 0
     """Rebuild generation: raising it replaces the machine from the current AMI, keeping /home."""
+    ssm_session_manager: bool = True
+    """Let the role register with SSM Session Manager: the break-glass shell when SSH fails."""
     ebs_kms_key_arn: str | None = None
     """Customer KMS key for new root and home volumes (None = the account's EBS default key)."""
     aws_access: AwsAccess = field(default_factory=lambda: AwsAccess())
@@ -471,6 +473,7 @@ SERVER_KEYS = (
     "state",
     "deploy",
     "rebuild",
+    "ssmSessionManager",
 )
 # Keys that only make sense once per stack.
 STACK_KEYS = (
@@ -714,6 +717,7 @@ def _server(
     state = r.text("state", re.compile("running|stopped"), "running or stopped", default="running")
     deploy = r.boolean("deploy", default=True)
     rebuild = r.integer("rebuild", 0, MAX_REBUILD, default=0)
+    ssm = r.boolean("ssmSessionManager", default=True)
     vpc_id = r.text("vpcId", re.compile(r"vpc-[0-9a-f]+"), "a VPC id like vpc-0123abcd")
     subnet_id = r.text(
         "subnetId", re.compile(r"subnet-[0-9a-f]+"), "a subnet id like subnet-0123abcd"
@@ -750,6 +754,7 @@ def _server(
         idle_stop_minutes=idle or 0,
         running=state != "stopped",
         rebuild=rebuild or 0,
+        ssm_session_manager=ssm is not False,
         ebs_kms_key_arn=shared.ebs_kms_key_arn,
         aws_access=shared.aws_access,
         config_prefix=prefix,

@@ -217,7 +217,7 @@ def test_instance_role_may_read_only_the_token_secret(program: Run) -> None:
     run = program(secrets=TOKEN)
     secret_arn = run.outputs["githubTokenSecretArn"]
     assert secret_arn.endswith("-Ab12Cd"), "the real ARN, with its random suffix"
-    (policy,) = run.of_type("aws:iam/rolePolicy:RolePolicy")
+    policy = run.named("devserver-read-github-token")
     statements = json.loads(policy.inputs["policy"])["Statement"]
     assert statements == [
         {
@@ -240,8 +240,8 @@ def test_customer_kms_key_adds_decrypt_on_that_key_through_secrets_manager_only(
 ) -> None:
     run = program({"devserver:githubTokenKmsKeyArn": KMS_KEY}, secrets=TOKEN)
     assert run.one("aws:secretsmanager/secret:Secret").inputs["kmsKeyId"] == KMS_KEY
-    statements = json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])["Statement"]
-    decrypt = statements[1]
+    policy = run.named("devserver-read-github-token").inputs["policy"]
+    decrypt = json.loads(policy)["Statement"][1]
     assert (decrypt["Action"], decrypt["Resource"]) == ("kms:Decrypt", KMS_KEY)
     assert decrypt["Condition"] == {
         "StringEquals": {"kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com"}
@@ -251,7 +251,30 @@ def test_customer_kms_key_adds_decrypt_on_that_key_through_secrets_manager_only(
 def test_without_a_token_there_is_no_secret_and_no_policy(program: Run) -> None:
     run = program()
     assert run.of_type("aws:secretsmanager/secret:Secret") == []
-    assert run.of_type("aws:iam/rolePolicy:RolePolicy") == []
+    policies = [p.name for p in run.of_type("aws:iam/rolePolicy:RolePolicy")]
+    assert policies == ["devserver-session-manager"], "no token policy without a token"
+
+
+def test_break_glass_grants_session_manager_channels_and_nothing_that_reads(program: Run) -> None:
+    run = program(secrets=TOKEN)
+    policy = json.loads(run.named("devserver-session-manager").inputs["policy"])
+    (statement,) = policy["Statement"]
+    assert sorted(statement["Action"]) == [
+        "ssm:UpdateInstanceInformation",
+        "ssmmessages:CreateControlChannel",
+        "ssmmessages:CreateDataChannel",
+        "ssmmessages:OpenControlChannel",
+        "ssmmessages:OpenDataChannel",
+    ], "the AWSCloud9SSMInstanceProfile set: no ssm:GetParameter, no secrets, no S3"
+    assert statement["Resource"] == "*" and statement["Effect"] == "Allow"
+    attached = run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert not [a for a in attached if "SSM" in json.dumps(a.inputs)], "no managed SSM policy"
+
+
+def test_break_glass_can_be_turned_off(program: Run) -> None:
+    run = program({"devserver:ssmSessionManager": False}, secrets=TOKEN)
+    policies = [p.name for p in run.of_type("aws:iam/rolePolicy:RolePolicy")]
+    assert policies == ["devserver-read-github-token"]
 
 
 def test_every_aws_resource_is_parented_under_a_component(program: Run) -> None:

@@ -49,6 +49,7 @@ def test_declared_defaults_are_the_code_defaults_or_mean_unset() -> None:
         "nixosRelease": settings.DEFAULT_NIXOS_RELEASE,
         "homeVolumeProtect": True,
         "deploy": True,
+        "ssmSessionManager": True,
         "idleStopMinutes": 0,
         "state": "running",
         "snapshots": True,

@@ -113,6 +113,10 @@ in
       };
     };
 
+    # Break-glass: SSM Session Manager reaches a shell when sshd or the keys path is broken (the
+    # Pulumi program grants the role Session Manager's channel actions; see nix/README.md).
+    services.amazon-ssm-agent.enable = lib.mkDefault true;
+
     zramSwap = lib.mkIf (cfg.zram.memoryPercent > 0) {
       enable = true;
       memoryPercent = cfg.zram.memoryPercent;

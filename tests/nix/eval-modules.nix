@@ -260,6 +260,25 @@ let
     };
   };
 
+  # Stands in for nixpkgs' amazon-ssm-agent module (nixos/modules/services/misc/amazon-ssm-agent.nix
+  # @ 136283b5): when enabled it declares ssm-user as a normal user in its own group, which the
+  # users stand-in above then checks like any other account.
+  ssmAgentStub =
+    { config, ... }:
+    {
+      options.services.amazon-ssm-agent.enable = lib.mkOption {
+        type = lib.types.bool;
+        default = false;
+      };
+      config = lib.mkIf config.services.amazon-ssm-agent.enable {
+        users.users.ssm-user = {
+          isNormalUser = true;
+          group = "ssm-user";
+        };
+        users.groups.ssm-user = { };
+      };
+    };
+
   evaluated = lib.evalModules {
     specialArgs = {
       modulesPath = toString ./fake-modulesPath;
@@ -268,6 +287,7 @@ let
     modules = [
       nixosStub
       usersStub
+      ssmAgentStub
       { _module.args.pkgs = pkgs; }
       # Exactly what a host flake imports.
       outputs.nixosModules.devserver
@@ -315,6 +335,7 @@ in
   }) config.users.users;
   etc = lib.mapAttrs (_: f: { inherit (f) mode text; }) (config.environment.etc or { });
   homeDirsService = service "devserver-home-dirs";
+  ssmAgent = config.services.amazon-ssm-agent.enable or null;
   upgradeService = service "nixos-upgrade";
   mutableUsers = config.users.mutableUsers;
   sudo = config.security.sudo;

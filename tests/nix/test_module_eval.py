@@ -181,6 +181,13 @@ def test_developer_uid_is_pinned_so_a_new_instance_owns_the_old_home(
     assert sample["user"]["uid"] == 1000
 
 
+def test_the_ssm_agent_runs_for_break_glass_unless_the_host_turns_it_off(
+    sample: dict[str, Any],
+) -> None:
+    assert sample["ssmAgent"] is True, "Session Manager is the way in when SSH is broken"
+    assert evaluate(host="{ services.amazon-ssm-agent.enable = false; }")["ssmAgent"] is False
+
+
 def test_ssm_user_keeps_sudo_under_exec_wheel_only() -> None:
     result = evaluate(host="{ services.amazon-ssm-agent.enable = true; }")
     assert "wheel" in result["users"]["ssm-user"]["extraGroups"]
@@ -197,6 +204,8 @@ def test_home_directories_are_made_on_the_mounted_volume_before_home_manager_and
     assert "home-manager-alice.service" in unit["wantedBy"]
     assert "multi-user.target" in unit["wantedBy"]
     assert unit["serviceConfig"]["Type"] == "oneshot"
+    # Every normal user's home, the break-glass ssm-user's too, is made on the volume.
+    assert "/home/alice" in unit["script"] and "/home/ssm-user" in unit["script"]
 
 
 def test_home_manager_unit_name_escapes_the_login_like_systemd() -> None:
@@ -380,7 +389,9 @@ def test_flake_exposes_every_part_templates_checks_per_arch_and_a_formatter(
 def test_home_dirs_script_makes_only_missing_homes_and_only_on_the_volume(volume: str) -> None:
     # The unit's real script, run by sh under `set -e` as systemd does, against a tmpfs /home.
     user = "dvh" + secrets.token_hex(4)
-    script = evaluate(f'{{ devserver.user.name = "{user}"; }}')["homeDirsService"]["script"]
+    # Only the test user (no ssm-user, which this machine does not have).
+    only_user = f'{{ devserver.user.name = "{user}"; services.amazon-ssm-agent.enable = false; }}'
+    script = evaluate(only_user)["homeDirsService"]["script"]
     subprocess.run(["useradd", "-M", "-U", user], check=True)
     try:
         prepare = {
