@@ -136,7 +136,11 @@ class FlakeDeployment(pulumi.ComponentResource):
             triggers=[args.instance_id],
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
         )
-        self.host_key = prepare.stdout.apply(lambda out: (out or "").strip())
+        # pulumi-command marks every output secret because the connection (with the private key)
+        # is; a host key is public, and known_hosts files and StackReference readers need it plain.
+        self.host_key = pulumi.Output.unsecret(
+            prepare.stdout.apply(lambda out: (out or "").strip())
+        )
         # One connection for everything after first contact: the host key is pinned.
         pinned = remote.ConnectionArgs(
             host=args.host,

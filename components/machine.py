@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.settings import AwsAccess, MachineSpec
+from components.settings import PURPOSE_TAG, AwsAccess, MachineSpec
 from components.spot_request import SpotRequestCanceller
 
 # Any free slot works: on Nitro the volume shows up as NVMe whatever name is asked for here.
@@ -130,12 +130,22 @@ class Machine(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         if spec.spot:
+            # RunInstances tags the instance but not the spot request it creates; the operator
+            # policy lets CancelSpotInstanceRequests touch only requests with the stack's tag.
+            request_tag = aws.ec2.Tag(
+                f"{machine}-spot-request-tag",
+                resource_id=self.instance.spot_instance_request_id,
+                key=PURPOSE_TAG[0],
+                value=PURPOSE_TAG[1],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
             SpotRequestCanceller(
                 f"{machine}-spot-request",
                 spot_instance_request_id=self.instance.spot_instance_request_id,
                 region=args.region,
                 access=args.aws_access,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.instance]),
+                # Deleted (cancelling the request) before the instance and before the tag goes.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.instance, request_tag]),
             )
         # A stable address: EC2's own public IPv4 changes on every stop/start, an Elastic IP does
         # not, so SSH, the outputs and pulumi-command's connection stay valid. `instance` is an

@@ -210,9 +210,13 @@ class AwsAccess:
     token: pulumi.Output[str] | None = None
 
 
+# Every resource of this program carries it; the operator IAM policy scopes changes to it.
+PURPOSE_TAG = ("devserver:purpose", "devserver")
+
+
 def stack_tags(stack: str) -> dict[str, str]:
     """The tags every resource of the stack carries."""
-    return {"devserver:stack": stack, "devserver:purpose": "devserver"}
+    return {"devserver:stack": stack, PURPOSE_TAG[0]: PURPOSE_TAG[1]}
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ FAKE_TOKEN = "fake-github-token-for-tests-0123456789"
 REGION = "eu-west-1"
 # Pulumi's mocks keep a secret as {SECRET_SIG: SECRET_VALUE, "value": ...} in resource inputs.
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
+SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270"
 
 # name: (architectures, hypervisor, usage classes, vCPUs, MiB)
 INSTANCE_TYPES: dict[str, tuple[list[str], str, list[str], int, int]] = {
@@ -403,12 +404,17 @@ class FakeAws(pulumi.runtime.Mocks):
                 "publicKeyOpenssh": f"ssh-ed25519 AAAAFAKE{_hex(name, 12)} {name}\n",
             }
         elif t == "command:remote:Command":
-            # What the machine would print: the host-key step prints the key it reads.
-            state = {
-                "stdout": f"ssh-ed25519 AAAAFAKEHOSTKEY{_hex(name, 8)} root@devserver\n"
+            # What the machine would print: the host-key step prints the key it reads. The
+            # provider marks every output secret, because the connection (holding the private
+            # key) is a secret input (pulumi-command remote/command.go, `connection` secret).
+            stdout = (
+                f"ssh-ed25519 AAAAFAKEHOSTKEY{_hex(name, 8)} root@devserver\n"
                 if name.endswith("-host-key")
-                else "",
-                "stderr": "",
+                else ""
+            )
+            state = {
+                "stdout": {SECRET_SIG: SECRET_VALUE, "value": stdout},
+                "stderr": {SECRET_SIG: SECRET_VALUE, "value": ""},
             }
         return rid, state
 

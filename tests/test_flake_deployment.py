@@ -113,6 +113,8 @@ def test_every_step_after_first_contact_pins_the_host_key(program: Run) -> None:
         run.outputs["sshHostKey"]
         == reveal(run.named("devserver-apply").inputs["connection"])["hostKey"]
     )
+    # The command's stdout is secret (its connection is); the host key itself is public.
+    assert "sshHostKey" not in run.secret_outputs, "known_hosts readers need the key in plain"
 
 
 def test_deploy_key_is_generated_and_travels_only_as_a_secret(program: Run) -> None:

@@ -78,6 +78,7 @@ ACTIONS: dict[str, list[str]] = {
         "ec2:StartInstances", "ec2:StopInstances", "ec2:DescribeInstances",
         "ec2:DescribeInstanceStatus",
     ],
+    "aws:ec2/tag:Tag": EC2_TAGGING,
     "aws:ec2/eip:Eip": [
         "ec2:AllocateAddress", "ec2:ReleaseAddress", "ec2:DescribeAddresses",
         "ec2:DescribeAddressesAttribute", "ec2:DisassociateAddress", *EC2_TAGGING,

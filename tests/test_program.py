@@ -187,6 +187,13 @@ def test_destroying_a_spot_machine_cancels_its_persistent_request(
     # Depending on the instance makes Pulumi delete (cancel) it before terminating the instance.
     depends_on = canceller.opts.depends_on or []
     assert any(getattr(d, "_name", None) == instance.name for d in depends_on)
+    # The operator policy cancels only tagged requests, and RunInstances does not tag them.
+    (tag,) = run.of_type("aws:ec2/tag:Tag")
+    assert (tag.inputs["key"], tag.inputs["value"]) == ("devserver:purpose", "devserver")
+    assert tag.inputs["resourceId"] == canceller.inputs["spotInstanceRequestId"]
+    assert any(getattr(d, "_name", None) == tag.name for d in depends_on), (
+        "the request is cancelled while it still carries the tag the policy asks for"
+    )
 
 
 def test_on_demand_machines_have_no_spot_request_to_cancel(program: Run) -> None:
