@@ -1,4 +1,4 @@
-"""What a dev server costs, estimated from AWS's own price data: instance hours plus gp3 storage.
+"""What a dev server costs, estimated from AWS's own price data: instance hours, gp3, public IPv4.
 
 `estimate` is pure arithmetic over a `Prices` source; `PriceList` is that source in production,
 asking the AWS Price List API (on-demand, gp3) and EC2's spot price history (spot).
@@ -22,9 +22,11 @@ HOURS_PER_MONTH = 730
 # The Price List API answers only in us-east-1, eu-central-1 and ap-south-1; prices for every
 # region come from any of them.
 PRICE_LIST_REGION = "us-east-1"
-EXCLUDES = (
-    "data transfer, snapshots, IOPS/throughput above the gp3 baseline, public IPv4 address, taxes"
-)
+EXCLUDES = "data transfer, snapshots, IOPS/throughput above the gp3 baseline, taxes"
+# Every public IPv4 address, an Elastic IP included, is billed at this flat rate per hour (AWS VPC
+# pricing, "Public IPv4 Address", since 2024-02-01); the machine's Elastic IP is billed while it is
+# stopped too. One rate in every commercial region, so it is not looked up.
+PUBLIC_IPV4_HOURLY_USD = 0.005
 
 
 class PriceLookupError(pulumi.RunError):
@@ -79,10 +81,11 @@ def estimate(
     gib = spec.root_volume_gib + spec.home_volume_gib
     gb_month = prices.gp3_gb_month(region)
     storage_monthly = gib * gb_month
-    hourly = compute + storage_monthly / HOURS_PER_MONTH
+    hourly = compute + storage_monthly / HOURS_PER_MONTH + PUBLIC_IPV4_HOURLY_USD
     basis = (
         f"estimate: {compute_basis} (${compute:.4f}/h) + gp3 storage for root and home "
-        f"({spec.root_volume_gib} + {spec.home_volume_gib} GiB at ${gb_month:.4f}/GB-month), "
+        f"({spec.root_volume_gib} + {spec.home_volume_gib} GiB at ${gb_month:.4f}/GB-month) "
+        f"+ the Elastic IP's public IPv4 (${PUBLIC_IPV4_HOURLY_USD}/h, also while stopped), "
         f"{HOURS_PER_MONTH} h/month; excludes {EXCLUDES}"
     )
     return CostEstimate(

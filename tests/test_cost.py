@@ -45,18 +45,19 @@ def _spec(spot: bool = False, max_price: str | None = None) -> MachineSpec:
 def test_on_demand_estimate_is_list_price_plus_storage_spread_over_730_hours() -> None:
     prices = TablePrices()
     cost = estimate(_spec(), REGION, ZONE, prices)
-    # 130 GiB x $0.088 = $11.44/month; $11.44 / 730 h = $0.015671/h; + $0.2226/h compute.
+    # 130 GiB x $0.088 = $11.44/month; $11.44 / 730 h = $0.015671/h; + $0.2226/h compute
+    # + $0.005/h for the Elastic IP's public IPv4.
     assert cost.storage_monthly_usd == pytest.approx(11.44)
     assert cost.compute_hourly_usd == pytest.approx(0.2226)
-    assert cost.hourly_usd == pytest.approx(0.2382712, abs=1e-7)
-    # $0.2226 x 730 = $162.498, + $11.44 = $173.938.
-    assert cost.monthly_usd == pytest.approx(173.938)
+    assert cost.hourly_usd == pytest.approx(0.2432712, abs=1e-7)
+    # $0.2226 x 730 = $162.498, + $11.44 + $3.65 (IPv4) = $177.588.
+    assert cost.monthly_usd == pytest.approx(177.588)
     assert prices.asked == [("on-demand", f"m7i.xlarge@{REGION}"), ("gp3", REGION)]
     assert cost.as_output() == {
         "estimate": True,
         "currency": "USD",
-        "hourly": 0.2383,
-        "monthly": 173.94,
+        "hourly": 0.2433,
+        "monthly": 177.59,
         "basis": cost.basis,
     }
 
@@ -64,9 +65,9 @@ def test_on_demand_estimate_is_list_price_plus_storage_spread_over_730_hours() -
 def test_spot_estimate_uses_the_zones_spot_price_not_the_list_price() -> None:
     prices = TablePrices()
     cost = estimate(_spec(spot=True), REGION, ZONE, prices)
-    # $0.0817 x 730 = $59.641, + $11.44 storage = $71.081.
+    # $0.0817 x 730 = $59.641, + $11.44 storage + $3.65 public IPv4 = $74.731.
     assert cost.compute_hourly_usd == pytest.approx(0.0817)
-    assert cost.monthly_usd == pytest.approx(71.081)
+    assert cost.monthly_usd == pytest.approx(74.731)
     assert ("spot", f"m7i.xlarge@{ZONE}") in prices.asked
     assert not [q for q in prices.asked if q[0] == "on-demand"], "spot never asks the list price"
     assert f"spot price of m7i.xlarge in {ZONE}" in cost.basis
@@ -75,7 +76,7 @@ def test_spot_estimate_uses_the_zones_spot_price_not_the_list_price() -> None:
 def test_spot_estimate_never_exceeds_the_max_price() -> None:
     cost = estimate(_spec(spot=True, max_price="0.05"), REGION, ZONE, TablePrices())
     assert cost.compute_hourly_usd == pytest.approx(0.05)
-    assert cost.monthly_usd == pytest.approx(0.05 * HOURS_PER_MONTH + 11.44)
+    assert cost.monthly_usd == pytest.approx(0.05 * HOURS_PER_MONTH + 11.44 + 3.65)
     assert "capped at the max price $0.05/h" in cost.basis
     above = estimate(_spec(spot=True, max_price="0.5"), REGION, ZONE, TablePrices())
     assert above.compute_hourly_usd == pytest.approx(0.0817), "a higher cap changes nothing"
@@ -84,7 +85,13 @@ def test_spot_estimate_never_exceeds_the_max_price() -> None:
 def test_the_basis_says_it_is_an_estimate_and_what_it_leaves_out() -> None:
     basis = estimate(_spec(), REGION, ZONE, TablePrices()).basis
     assert basis.startswith("estimate:")
-    for included in ("on-demand list price of m7i.xlarge", "gp3", "30 + 100 GiB", "730 h/month"):
+    for included in (
+        "on-demand list price of m7i.xlarge",
+        "gp3",
+        "30 + 100 GiB",
+        "public IPv4 ($0.005/h, also while stopped)",
+        "730 h/month",
+    ):
         assert included in basis, f"the basis names {included!r}"
     for excluded in ("data transfer", "snapshots", "IOPS/throughput", "taxes"):
         assert excluded in basis.split("excludes", 1)[1], f"the basis excludes {excluded!r}"
