@@ -14,6 +14,7 @@ import pytest
 from moto import mock_aws
 
 from components.spot_request import SpotRequestCancellerProvider
+from tests.test_spot_request import persistent_request
 
 REGION = "eu-west-1"
 ROLE = "arn:aws:iam::123456789012:role/devserver-deployer"
@@ -54,14 +55,7 @@ def moto_without_env_credentials(no_env_credentials: Path) -> Iterator[Path]:
 
 
 def _request(session: Any) -> str:
-    ec2 = session.client("ec2", region_name=REGION)
-    response = ec2.request_spot_instances(
-        InstanceCount=1,
-        Type="persistent",
-        InstanceInterruptionBehavior="stop",
-        LaunchSpecification={"ImageId": "ami-0123456789abcdef0", "InstanceType": "m7i.xlarge"},
-    )
-    return str(response["SpotInstanceRequests"][0]["SpotInstanceRequestId"])
+    return persistent_request(session.client("ec2", region_name=REGION))
 
 
 def _open(session: Any, request_id: str) -> bool:

@@ -39,7 +39,8 @@ def ec2() -> Iterator[Any]:
             os.environ[key] = value
 
 
-def _persistent_request(ec2: Any) -> str:
+def persistent_request(ec2: Any) -> str:
+    """A persistent spot request that stops on interruption, as the machine asks for."""
     response = ec2.request_spot_instances(
         InstanceCount=1,
         Type="persistent",
@@ -59,7 +60,7 @@ def _state(ec2: Any, request_id: str) -> str:
 
 
 def test_deleting_the_canceller_cancels_the_persistent_request(ec2: Any) -> None:
-    request_id = _persistent_request(ec2)
+    request_id = persistent_request(ec2)
     assert _state(ec2, request_id) in ("open", "active")
     SpotRequestCancellerProvider().delete(
         request_id, {"spotInstanceRequestId": request_id, "region": REGION}

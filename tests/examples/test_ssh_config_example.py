@@ -24,6 +24,7 @@ import pulumi
 import pytest
 
 from tests import program as devserver_program
+from tests.sshkeys import ed25519_keypair
 
 EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "ssh-config"
 PROJECT = "devserver-ssh-config"
@@ -61,24 +62,7 @@ def devserver_outputs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
             if command_name in keys:
                 return keys[command_name]
             path = tmp_path / f"hostkey-{command_name}"
-            subprocess.run(
-                [
-                    "ssh-keygen",
-                    "-q",
-                    "-t",
-                    "ed25519",
-                    "-N",
-                    "",
-                    "-C",
-                    "root@devserver",
-                    "-f",
-                    str(path),
-                ],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                check=True,
-            )
-            keys[command_name] = Path(f"{path}.pub").read_text()
+            keys[command_name] = ed25519_keypair(path, "root@devserver")
             return keys[command_name]
 
     original = devserver_program.FakeAws.new_resource

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.sshkeys import ed25519_keypair
+
 REPO = Path(__file__).resolve().parents[2]
 KEYS_SCRIPT = REPO / "nix" / "scripts" / "github-authorized-keys.sh"
 VERIFY_SCRIPT = REPO / "nix" / "scripts" / "verify-login.sh"
@@ -153,19 +155,7 @@ def layout() -> Iterator[tuple[Path, str, Path]]:
     try:
         root.chmod(0o755)  # sshd stats the command as AuthorizedKeysCommandUser
         (root / "etc" / "ssh").mkdir(parents=True)
-        subprocess.run(
-            [
-                "ssh-keygen",
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-f",
-                str(root / "etc/ssh/ssh_host_ed25519_key"),
-            ],
-            check=True,
-        )
+        ed25519_keypair(root / "etc/ssh/ssh_host_ed25519_key")
         home = root / "home" / user
         # -M: the home is made below; no password, like an immutable NixOS user ("!" in shadow).
         subprocess.run(["useradd", "-M", "-d", str(home), "-s", "/bin/sh", "-U", user], check=True)
@@ -173,21 +163,7 @@ def layout() -> Iterator[tuple[Path, str, Path]]:
         shutil.chown(home, user, user)
         client_key = root / "client" / "id_ed25519"
         client_key.parent.mkdir(mode=0o700)
-        subprocess.run(
-            [
-                "ssh-keygen",
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                "fake-dev-key",
-                "-f",
-                str(client_key),
-            ],
-            check=True,
-        )
+        ed25519_keypair(client_key, "fake-dev-key")
         # The "store": root:<a group with other members> 1775, like /nix/store (root:nixbld). Debian's
         # sshd (patch "Allow harmless group-writability") accepts a group-writable directory when
         # the group's only member is its owner, so root:root would not show upstream's refusal;
