@@ -225,6 +225,18 @@ def test_a_stack_lives_through_every_step_touching_only_what_changed(
     kept = [c for c in down.changes if c.type == VOLUME]
     assert [(c.name, c.op) for c in kept] == [(HOME, "same")], down
     assert list(engine.state) == [(VOLUME, HOME)], "only the home volume is left in the stack"
+    volume_id = engine.entry(VOLUME).id
+
+    # 12. The next `pulumi up` builds a new machine and attaches the same volume.
+    again = engine.up("up after down")
+    print(again)
+    assert not again.refused, again
+    kept = [c for c in again.changes if c.type == VOLUME]
+    assert [(c.name, c.op) for c in kept] == [(HOME, "same")], again
+    assert {c.op for c in again.changes if c.type != VOLUME} == {"create"}, again
+    assert again.run is not None
+    attached = again.run.of_type("aws:ec2/volumeAttachment:VolumeAttachment")[0]
+    assert attached.inputs["volumeId"] == volume_id, "the same /home"
 
 
 def test_a_command_update_runs_create_again_unless_update_is_set() -> None:
