@@ -20,6 +20,7 @@ from components.instance_role import InstanceRole, InstanceRoleArgs
 from components.lookups import AwsLookupError, AwsLookups, Image
 from components.machine import Machine, MachineArgs
 from components.network import Network, NetworkArgs, Placement, resolve_placement
+from components.relaunch import check_relaunch
 from components.settings import DevServerSettings, SettingsError, StackSettings, report
 from components.snapshots import home_target_tag
 from components.token_secret import GithubTokenSecret, GithubTokenSecretArgs, token_secret_name
@@ -67,7 +68,10 @@ def plan(settings: DevServerSettings, lookups: AwsLookups) -> DevServerArgs:
     placement = _collect(errors, lambda: resolve_placement(settings, lookups))
     image = _collect(errors, lambda: resolve_image(settings, lookups))
     interrupted = _collect(errors, lambda: spot_interrupted(settings, lookups))
-    if placement is None or image is None or interrupted is None:
+    if placement is not None and image is not None:
+        # Only now is the launch spec known; an existing machine must be able to take it.
+        _collect(errors, lambda: check_relaunch(settings, placement, image, lookups))
+    if placement is None or image is None or interrupted is None or errors:
         raise SettingsError(report(errors), errors)
     return DevServerArgs(
         _with_adopted_size(settings, lookups), placement, image, spot_interrupted=interrupted
@@ -117,7 +121,8 @@ def spot_interrupted(s: DevServerSettings, lookups: AwsLookups) -> bool:
             "interruption, and only EC2 may start it (when capacity returns, in the same zone "
             "and type). This update leaves its running/stopped state alone and skips the flake "
             "deployment; run `pulumi up` again once EC2 has restarted it. To move on now, "
-            "switch to on-demand (devserver:spot false) or another instance type."
+            f"raise {s.config_prefix}rebuild (with devserver:spot false or another instance "
+            "type if you like): a new machine from the current AMI takes over /home."
         )
     return bool(stopped)
 

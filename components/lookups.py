@@ -17,6 +17,9 @@ NIXOS_AMI_OWNER = "427812963091"
 # The state-reason code of a spot instance that an interruption stopped.
 SPOT_INTERRUPTION_STOP = "Server.SpotInstanceShutdown"
 
+# States of an instance that still exists (shutting-down and terminated ones are gone for good).
+LIVE_INSTANCE_STATES = ("pending", "running", "stopping", "stopped")
+
 # EC2 names arm64 what NixOS calls aarch64.
 EC2_ARCHITECTURE = {"x86_64": "x86_64", "aarch64": "arm64"}
 
@@ -64,6 +67,29 @@ class ExistingVolume:
     encrypted: bool
     size_gib: int
     tags: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ExistingInstance:
+    """A server's machine as EC2 holds it now: what it was launched with, and its tags."""
+
+    id: str
+    state: str
+    spot: bool
+    instance_type: str
+    subnet_id: str
+    availability_zone: str
+    key_name: str
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def tag(self, key: str) -> str | None:
+        """The value of one tag, or None when the instance does not carry it."""
+        return dict(self.tags).get(key)
+
+
+def _no_results(err: Exception) -> bool:
+    # Older AWS providers answer an empty match with this error instead of no ids.
+    return "no results" in str(err).lower() or "no matching" in str(err).lower()
 
 
 class AwsLookups:
@@ -171,13 +197,22 @@ class AwsLookups:
         try:
             ids = aws.ebs.get_ebs_volumes(tags=dict(tags)).ids or []
         except Exception as err:
-            # Older AWS providers answer an empty match with this error instead of no ids.
-            if "no results" in str(err).lower() or "no matching" in str(err).lower():
+            if _no_results(err):
                 return ()
             raise AwsLookupError(
                 f"the EBS volumes tagged {dict(tags)} cannot be listed ({err})"
             ) from err
         return tuple(self.volume(i) for i in sorted(ids))
+
+    @functools.cache  # noqa: B019
+    def key_pair_public_key(self, key_name: str) -> str | None:
+        """The OpenSSH public key of an EC2 key pair, or None when it is gone or unreadable."""
+        try:
+            found = aws.ec2.get_key_pair(key_name=key_name, include_public_key=True)
+        except Exception:
+            # A deleted key pair does not stop the plan: the check it feeds is skipped.
+            return None
+        return found.public_key or None
 
     @functools.cache  # noqa: B019
     def interrupted_spot_instances(self, tags: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
@@ -186,19 +221,54 @@ class AwsLookups:
         EC2 marks them with the state-reason code Server.SpotInstanceShutdown (see the EC2 user
         guide, "Find interrupted Spot Instances"); a stop by the user or the machine differs.
         """
+        return self._instance_ids(
+            tags,
+            ("stopping", "stopped"),
+            (("instance-lifecycle", "spot"), ("state-reason-code", SPOT_INTERRUPTION_STOP)),
+        )
+
+    @functools.cache  # noqa: B019
+    def live_instances(self, tags: tuple[tuple[str, str], ...]) -> tuple[ExistingInstance, ...]:
+        """Every instance with these tags that still exists (running or stopped), as launched."""
+        ids = self._instance_ids(tags, LIVE_INSTANCE_STATES, ())
+        if not ids:
+            return ()
+        spot = set(
+            self._instance_ids(tags, LIVE_INSTANCE_STATES, (("instance-lifecycle", "spot"),))
+        )
+        return tuple(self._instance(i, i in spot) for i in ids)
+
+    def _instance(self, instance_id: str, spot: bool) -> ExistingInstance:
+        try:
+            i = aws.ec2.get_instance(instance_id=instance_id)
+        except Exception as err:
+            raise AwsLookupError(f"the instance {instance_id!r} cannot be read ({err})") from err
+        return ExistingInstance(
+            id=instance_id,
+            state=i.instance_state or "",
+            spot=spot,
+            instance_type=i.instance_type or "",
+            subnet_id=i.subnet_id or "",
+            availability_zone=i.availability_zone or "",
+            key_name=i.key_name or "",
+            tags=tuple(sorted((i.tags or {}).items())),
+        )
+
+    def _instance_ids(
+        self,
+        tags: tuple[tuple[str, str], ...],
+        states: tuple[str, ...],
+        filters: tuple[tuple[str, str], ...],
+    ) -> tuple[str, ...]:
         try:
             found = aws.ec2.get_instances(
                 instance_tags=dict(tags),
-                instance_state_names=["stopping", "stopped"],
-                filters=[
-                    aws.ec2.GetInstancesFilterArgs(name="instance-lifecycle", values=["spot"]),
-                    aws.ec2.GetInstancesFilterArgs(
-                        name="state-reason-code", values=[SPOT_INTERRUPTION_STOP]
-                    ),
-                ],
+                instance_state_names=list(states),
+                filters=[aws.ec2.GetInstancesFilterArgs(name=n, values=[v]) for n, v in filters]
+                or None,
             )
         except Exception as err:
-            if "no results" in str(err).lower() or "no matching" in str(err).lower():
+            if _no_results(err):
                 return ()
             raise AwsLookupError(
                 f"the instances tagged {dict(tags)} cannot be listed ({err})"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from components.relaunch import launch_tags
 from components.settings import PURPOSE_TAG, AwsAccess, MachineSpec
 from components.spot_request import SpotRequestCanceller
 
@@ -113,7 +114,8 @@ class Machine(pulumi.ComponentResource):
                 delete_on_termination=True,
                 tags={**args.tags, "Name": f"{args.host_name}-root"},
             ),
-            tags={**args.tags, "Name": args.host_name},
+            # The generation and max price it launched with: the next plan compares with them.
+            tags={**args.tags, "Name": args.host_name, **launch_tags(spec, args.rebuild)},
             # A new KMS key applies from the next rebuild, like a new AMI: never a surprise replace.
             opts=pulumi.ResourceOptions(
                 parent=self, ignore_changes=["ami", "rootBlockDevice.kmsKeyId"]

@@ -250,6 +250,8 @@ class DevServerSettings:
     """Customer KMS key for new root and home volumes (None = the account's EBS default key)."""
     aws_access: AwsAccess = field(default_factory=lambda: AwsAccess())
     """How the stack's AWS provider authenticates (the spot-request canceller does the same)."""
+    deploy_public_key: str | None = None
+    """The base64 public key blob of `devserver:deployPrivateKey` (None: a generated key)."""
     config_prefix: str = f"{NAMESPACE}:"
     """How error messages name this server's keys: `devserver:` or `devserver:servers[2].`."""
 
@@ -761,6 +763,7 @@ def _server(
         ssm_session_manager=ssm is not False,
         ebs_kms_key_arn=shared.ebs_kms_key_arn,
         aws_access=shared.aws_access,
+        deploy_public_key=shared.deploy_public_key,
         config_prefix=prefix,
     )
 
@@ -841,6 +844,7 @@ class _Shared:
     token_kms_key_arn: str | None
     ebs_kms_key_arn: str | None = None
     aws_access: AwsAccess = field(default_factory=lambda: AwsAccess())
+    deploy_public_key: str | None = None
 
 
 def _ebs_kms_key(r: _Reader, region: str) -> str | None:
@@ -1010,6 +1014,23 @@ def _openssh_key_problem(text: str) -> str | None:
     return None
 
 
+def openssh_public_blob(text: str) -> str | None:
+    """The public key (base64 wire blob, as in `ssh-ed25519 <blob>`) an unencrypted OpenSSH
+    private key carries in the clear (PROTOCOL.key: magic, cipher, kdf, kdf options, count,
+    public key), or None when it is not such a key. Nothing secret is read."""
+    if _openssh_key_problem(text) is not None:
+        return None
+    lines = text.strip().splitlines()
+    body = base64.b64decode("".join(line.strip() for line in lines[1:-1]))
+    at = len(OPENSSH_KEY_MAGIC)
+    for _ in range(3):  # cipher name, kdf name, kdf options
+        at += 4 + int.from_bytes(body[at : at + 4], "big")
+    at += 4  # the number of keys
+    length = int.from_bytes(body[at : at + 4], "big")
+    blob = body[at + 4 : at + 4 + length]
+    return base64.b64encode(blob).decode() if len(blob) == length and blob else None
+
+
 def _kms_key(top: _Reader, region: str, has_token: bool) -> str | None:
     """The token secret's KMS key: in the stack's region, and only with a token to encrypt."""
     arn = _regional_kms_key(
@@ -1079,10 +1100,20 @@ def load(types: InstanceTypes, config: pulumi.Config | None = None) -> StackSett
         _check_token_shape(errors)
     has_token = bool(pulumi.runtime.get_config(f"{NAMESPACE}:githubToken"))
     aws_access, aws_unsupported = _aws_access(errors)
-    shared = _Shared(token, _kms_key(top, region, has_token), _ebs_kms_key(top, region), aws_access)
     deploy_private_key = _secret(config, "deployPrivateKey", errors)
+    deploy_public_key = None
     if deploy_private_key is not None:
         _check_deploy_key_shape(errors)
+        deploy_public_key = openssh_public_blob(
+            str(pulumi.runtime.get_config(f"{NAMESPACE}:deployPrivateKey") or "")
+        )
+    shared = _Shared(
+        token,
+        _kms_key(top, region, has_token),
+        _ebs_kms_key(top, region),
+        aws_access,
+        deploy_public_key,
+    )
     retention = top.integer("snapshotRetentionDays", 1, 365, DEFAULT_SNAPSHOT_RETENTION_DAYS)
     snapshots = top.boolean("snapshots", default=True)
 

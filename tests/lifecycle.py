@@ -14,7 +14,11 @@ chose once (a volume id, an address) stays what it was. The rules it applies, ea
 - a remote.Command runs `create` on create and replace, and on update runs `update`, or `create`
   again when no `update` is set (pulumi-command commandController.go); a CopyToRemote update copies
   only when its source or remote path changed (copyController.go).
-- the world moves between steps too (`refresh`): a stopped instance reads back no public IP.
+- the world moves between steps too (`refresh`): a stopped instance reads back no public IP;
+  the instances in the state are what EC2 holds, so the program's instance lookups see them;
+- `pulumi destroy --exclude-protected` (what scripts/down runs) targets every resource except the
+  protected ones and their transitive dependencies (pulumi/pulumi `separateProtected`); a
+  dependency is an explicit `dependsOn` or an input holding another resource's id.
 """
 
 from __future__ import annotations
@@ -101,6 +105,8 @@ class Entry:
     outputs: dict[str, Any]
     protect: bool = False
     retain: bool = False
+    deps: frozenset[tuple[str, str]] = frozenset()
+    """The resources it depends on: explicit `dependsOn`, or an input holding their id."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,29 @@ class StatefulAws(FakeAws):
         self.changes: list[Change] = []
         self.refused: list[str] = []
         self.generation = generation
+
+    def instances(self) -> dict[str, dict[str, Any]]:
+        """What EC2 holds: the tables' instances plus every instance in the stack's state."""
+        live = dict(super().instances())
+        for e in self.before.values():
+            if e.type == INSTANCE:
+                live[e.id] = {
+                    "tags": e.inputs.get("tags") or {},
+                    "state": e.outputs.get("instanceState") or "running",
+                    "lifecycle": "spot" if e.inputs.get("instanceMarketOptions") else None,
+                    "instanceType": e.inputs.get("instanceType"),
+                    "subnetId": e.inputs.get("subnetId"),
+                    "keyName": e.inputs.get("keyName"),
+                }
+        return live
+
+    def key_pairs(self) -> dict[str, str]:
+        """What EC2 holds: the tables' key pairs plus the stack's own."""
+        pairs = dict(super().key_pairs())
+        for e in self.before.values():
+            if e.type == "aws:ec2/keyPair:KeyPair" and isinstance(e.inputs.get("publicKey"), str):
+                pairs[e.outputs.get("keyName") or e.id] = e.inputs["publicKey"]
+        return pairs
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         key = (args.typ, args.name)
@@ -174,6 +203,7 @@ class StatefulAws(FakeAws):
             outputs,
             protect=bool(opts.protect),
             retain=bool(opts.retain_on_delete),
+            deps=self._dependencies(opts, inputs),
         )
         if op == "replace" and opts.delete_before_replace:
             self.changes[-1] = Change(
@@ -184,6 +214,25 @@ class StatefulAws(FakeAws):
                 _join(self.changes[-1].note, "delete first"),
             )
         return returned
+
+    def _dependencies(
+        self, opts: pulumi.ResourceOptions, inputs: dict[str, Any]
+    ) -> frozenset[tuple[str, str]]:
+        explicit = opts.depends_on if isinstance(opts.depends_on, list) else []
+        found = {(r._type, r._name) for r in explicit if isinstance(r, pulumi.Resource)}  # type: ignore[attr-defined]
+        ids = {e.id: key for key, e in self.after.items()}
+        found |= {ids[v] for v in _strings(inputs) if v in ids}
+        return frozenset(found)
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 def _join(*notes: str) -> str:
@@ -258,6 +307,7 @@ class StepResult:
     changes: list[Change]
     run: ProgramRun | None = None
     refused: list[str] = field(default_factory=list)
+    """What stopped the step before anything changed (the program's error, a protected delete)."""
 
     def ops(self, op: str) -> set[str]:
         """Names of the resources with this operation."""
@@ -313,10 +363,15 @@ class Engine:
         try:
             run = run_program(
                 base=self.config, secrets=dict(self.secrets), stack=self.stack, preview=preview,
-                fake=fake,
+                fake=fake, raise_errors=False,
             )  # fmt: skip
         finally:
             reset_runtime()
+        if run.error is not None:
+            # The program stopped (e.g. a SettingsError before any resource): nothing changes.
+            result = StepResult(name, [], run, [f"program: {run.error}"])
+            self.history.append(result)
+            return result
         changes = [c for c in fake.changes]
         refused = list(fake.refused)
         for key, entry in self.state.items():
@@ -334,13 +389,31 @@ class Engine:
         """`pulumi refresh` (or `up --refresh`): the state takes what AWS reports now."""
         reads(self.state)
 
-    def destroy(self, name: str) -> StepResult:
-        """`pulumi destroy` at preview: every resource deleted, or the whole run refused."""
-        changes = [_delete(e) for e in self.state.values()]
-        refused = [
-            f"{e.type} {e.name} (protected; delete)" for e in self.state.values() if e.protect
+    def destroy(self, name: str, *, exclude_protected: bool = False) -> StepResult:
+        """`pulumi destroy`: every resource deleted, or the whole run refused at preview when one
+        is protected. With `--exclude-protected`, the protected resources and everything they
+        depend on (transitively) are kept (`same`), and the rest is deleted."""
+        if not exclude_protected:
+            changes = [_delete(e) for e in self.state.values()]
+            refused = [
+                f"{e.type} {e.name} (protected; delete)" for e in self.state.values() if e.protect
+            ]
+            result = StepResult(name, changes, None, refused)
+            self.history.append(result)
+            return result
+        kept = {k for k, e in self.state.items() if e.protect}
+        todo = list(kept)
+        while todo:
+            for dep in self.state[todo.pop()].deps:
+                if dep in self.state and dep not in kept:
+                    kept.add(dep)
+                    todo.append(dep)
+        changes = [
+            Change(e.type, e.name, "same", (), "kept (protected)") if k in kept else _delete(e)
+            for k, e in self.state.items()
         ]
-        result = StepResult(name, changes, None, refused)
+        self.state = {k: e for k, e in self.state.items() if k in kept}
+        result = StepResult(name, changes, None, [])
         self.history.append(result)
         return result
 

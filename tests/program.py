@@ -75,8 +75,11 @@ VOLUMES = {
 
 # Volumes' tags, for tag lookups (a test adds the home volume an earlier `pulumi up` created).
 VOLUME_TAGS: dict[str, dict[str, str]] = {}
-# Instances that exist already: id -> tags, state, stateReasonCode, lifecycle.
+# Instances that exist already: id -> tags, state, stateReasonCode, lifecycle ("spot" or None),
+# and what DescribeInstances reports of their launch: instanceType, subnetId, keyName.
 INSTANCES: dict[str, dict[str, Any]] = {}
+# EC2 key pairs that exist already: name -> OpenSSH public key (as DescribeKeyPairs returns it).
+KEY_PAIRS: dict[str, str] = {}
 
 
 def fake_openssh_private_key(cipher: str = "none") -> str:
@@ -170,6 +173,14 @@ class FakeAws(pulumi.runtime.Mocks):
         self.options: dict[tuple[str, str], pulumi.ResourceOptions] = {}
         """Each resource's options by (type, name), captured before it is registered."""
 
+    def instances(self) -> dict[str, dict[str, Any]]:
+        """The instances EC2 holds now (tests/lifecycle.py adds the ones in the stack's state)."""
+        return INSTANCES
+
+    def key_pairs(self) -> dict[str, str]:
+        """The EC2 key pairs that exist now (tests/lifecycle.py adds the stack's own)."""
+        return KEY_PAIRS
+
     def call(  # type: ignore[override]
         self, args: pulumi.runtime.MockCallArgs
     ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -252,7 +263,7 @@ class FakeAws(pulumi.runtime.Mocks):
             f = _filters(a)
             ids = [
                 i
-                for i, x in INSTANCES.items()
+                for i, x in self.instances().items()
                 if (a.get("instanceTags") or {}).items() <= x["tags"].items()
                 and x["state"] in (a.get("instanceStateNames") or [x["state"]])
                 and x.get("stateReasonCode")
@@ -260,6 +271,31 @@ class FakeAws(pulumi.runtime.Mocks):
                 and x.get("lifecycle") in f.get("instance-lifecycle", [x.get("lifecycle")])
             ]
             return {"id": REGION, "ids": sorted(ids), "privateIps": [], "publicIps": []}
+        if token == "aws:ec2/getInstance:getInstance":
+            # terraform-provider-aws ec2_instance_data_source.go: one instance by id, or an error.
+            x = self.instances().get(a.get("instanceId", ""))
+            if x is None:
+                raise AwsError("Your query returned no results. Please change your search criteria")
+            subnet = x.get("subnetId", "subnet-0a0a0a0a")
+            return {
+                "id": a["instanceId"],
+                "instanceId": a["instanceId"],
+                "instanceState": x["state"],
+                "instanceType": x.get("instanceType", "m7i.xlarge"),
+                "subnetId": subnet,
+                "availabilityZone": SUBNETS[subnet][1] if subnet in SUBNETS else None,
+                # What the program's own key pair is called in this fake (see outputs_of).
+                "keyName": x.get("keyName", "devserver-deploy-2468"),
+                "tags": x["tags"],
+                "instanceTags": x["tags"],
+            }
+        if token == "aws:ec2/getKeyPair:getKeyPair":
+            # DescribeKeyPairs (IncludePublicKey) by name; a missing one is InvalidKeyPair.NotFound.
+            name = a.get("keyName", "")
+            if name not in self.key_pairs():
+                raise AwsError(f"InvalidKeyPair.NotFound: The key pair '{name}' does not exist")
+            public = self.key_pairs()[name] if a.get("includePublicKey") else None
+            return {"id": f"key-0{_hex(name, 16)}", "keyName": name, "publicKey": public}
         if token == "tls:index/getPublicKey:getPublicKey":
             return {
                 "publicKeyOpenssh": "ssh-ed25519 AAAAFAKEPUBLICKEYFROMCONFIG devserver-deploy\n"

@@ -27,8 +27,9 @@ DEPLOY_COMMANDS = {
     "devserver-verify-login",
 }
 APPLY = {"devserver-apply", "devserver-verify-login"}
-# A newer official image for arm64, published between two steps.
+# Newer official images for arm64, published between two steps.
 REPUBLISHED_AMI = "ami-0123412341234abcd"
+REPUBLISHED_AGAIN = "ami-0567856785678abcd"
 
 
 @pytest.fixture
@@ -39,13 +40,13 @@ def engine() -> Iterator[Engine]:
 
 
 def _home_volume_kept(step: StepResult) -> None:
-    """The user's /home: never replaced, and never deleted from AWS."""
+    """The user's /home in a step that ran: never replaced, and never deleted from AWS."""
     home = [c for c in step.changes if c.type == VOLUME]
     assert home, f"{step.name}: no home volume\n{step}"
     for change in home:
         assert change.op != "replace", f"{step.name}: {change.name} replaced\n{step}"
         if change.op == "delete":
-            assert change.note.startswith("retained") or step.refused, (
+            assert change.note.startswith("retained"), (
                 f"{step.name}: {change.name} deleted from AWS\n{step}"
             )
 
@@ -168,16 +169,74 @@ def test_a_stack_lives_through_every_step_touching_only_what_changed(
     )
     assert rebuilt.run.outputs["publicIp"] == address
 
-    # 9. `pulumi destroy` (preview): the home volume is never deleted from AWS.
+    # 9. Another republish, then a switch to spot. Market options are a launch setting: a
+    # same-name replace would boot the AMI the machine was launched with (ignore_changes keeps
+    # it; NixOS deregisters it). Refused before any resource, naming the rebuild to raise.
+    monkeypatch.setitem(NIXOS_AMIS, "arm64", REPUBLISHED_AGAIN)
+    engine.set({"devserver:spot": True})
+    refused = engine.up("spot switch without a rebuild")
+    print(refused)
+    assert refused.changes == [] and len(refused.refused) == 1, refused
+    assert "devserver:spot false -> true" in refused.refused[0]
+    assert "Raise devserver:rebuild to 2 in the same update" in refused.refused[0]
+    assert f"current AMI {REPUBLISHED_AGAIN}" in refused.refused[0]
+    engine.set({"devserver:rebuild": 2})
+    spot = engine.up("spot switch with a rebuild")
+    _expect(
+        spot,
+        {
+            "devserver-aarch64-r2": "create",
+            "devserver-aarch64-r2-spot-request-tag": "create",
+            "devserver-aarch64-r2-spot-request": "create",
+            "devserver-aarch64-r1": "delete",
+            "devserver-home": "replace",
+            "devserver-address": "update",
+            "devserver-state": "replace",
+            **dict.fromkeys(
+                DEPLOY_COMMANDS | {"devserver-host-flake", "devserver-scripts"}, "replace"
+            ),
+        },
+        DEPLOY_COMMANDS,
+    )
+    assert spot.run is not None
+    machine = spot.run.named("devserver-aarch64-r2").inputs
+    assert machine["ami"] == REPUBLISHED_AGAIN, "the new spot machine boots the current AMI"
+    assert machine["instanceMarketOptions"]["marketType"] == "spot"
+    assert spot.run.outputs["publicIp"] == address
+
+    # 10. A plain `pulumi destroy`: the engine refuses the whole run at preview (the home volume
+    # is protected), and nothing is deleted.
+    before = dict(engine.state)
     destroy = engine.destroy("destroy (preview)")
     print(destroy)
-    _home_volume_kept(destroy)
-    protected = {
-        f"{e.type} {e.name} (protected; delete)" for e in engine.state.values() if e.protect
-    }
+    protected = {f"{e.type} {e.name} (protected; delete)" for e in before.values() if e.protect}
+    assert protected == {f"{VOLUME} {HOME} (protected; delete)"}, destroy
     assert set(destroy.refused) == protected, destroy
-    if not destroy.refused:
-        assert destroy.touched() == {c.name: "delete" for c in destroy.changes}, destroy
+    assert engine.state == before, "a refused destroy changes nothing"
+
+    # 11. `./scripts/down`: `pulumi destroy --exclude-protected` keeps the home volume (and what
+    # it depends on: nothing else) and deletes everything else.
+    down = engine.destroy("down (destroy --exclude-protected)", exclude_protected=True)
+    print(down)
+    assert not down.refused, down
+    assert down.touched() == {
+        c.name: "delete" for c in down.changes if (c.type, c.name) != (VOLUME, HOME)
+    }, down
+    kept = [c for c in down.changes if c.type == VOLUME]
+    assert [(c.name, c.op) for c in kept] == [(HOME, "same")], down
+    assert list(engine.state) == [(VOLUME, HOME)], "only the home volume is left in the stack"
+    volume_id = engine.entry(VOLUME).id
+
+    # 12. The next `pulumi up` builds a new machine and attaches the same volume.
+    again = engine.up("up after down")
+    print(again)
+    assert not again.refused, again
+    kept = [c for c in again.changes if c.type == VOLUME]
+    assert [(c.name, c.op) for c in kept] == [(HOME, "same")], again
+    assert {c.op for c in again.changes if c.type != VOLUME} == {"create"}, again
+    assert again.run is not None
+    attached = again.run.of_type("aws:ec2/volumeAttachment:VolumeAttachment")[0]
+    assert attached.inputs["volumeId"] == volume_id, "the same /home"
 
 
 def test_a_command_update_runs_create_again_unless_update_is_set() -> None:
@@ -194,8 +253,9 @@ def test_ignore_changes_carries_the_old_value_into_a_replacement(engine: Engine)
     instance = engine.entry("aws:ec2/instance:Instance")
     launched_with = instance.inputs["ami"]
     instance.inputs["ami"] = "ami-0launchedlongago00"
-    # A replace for another reason (a new subnet is force-new) keeps the ignored AMI.
-    instance.inputs["subnetId"] = "subnet-0elsewhere0"
+    # A replace for another reason (a new key pair is force-new; the program cannot see this one
+    # coming, see components/relaunch.py) keeps the ignored AMI.
+    instance.inputs["keyName"] = "devserver-deploy-rotated"
     step = engine.up("replace with an ignored ami")
     assert step.change("devserver-x86_64").op == "replace", step
     assert engine.entry("aws:ec2/instance:Instance").inputs["ami"] == "ami-0launchedlongago00"
@@ -208,3 +268,23 @@ def test_a_protected_resource_refuses_the_whole_destroy(engine: Engine) -> None:
         entry.protect = entry.type == "aws:ec2/keyPair:KeyPair"
     destroy = engine.destroy("destroy (preview)")
     assert destroy.refused == ["aws:ec2/keyPair:KeyPair devserver-deploy (protected; delete)"]
+
+
+def test_exclude_protected_keeps_what_a_protected_resource_depends_on(engine: Engine) -> None:
+    # pulumi/pulumi separateProtected: a protected resource and its transitive dependencies stay.
+    engine.up("create")
+    attachment = ("aws:ec2/volumeAttachment:VolumeAttachment", HOME)
+    for key, entry in engine.state.items():
+        entry.protect = key == attachment
+    down = engine.destroy("down", exclude_protected=True)
+    print(down)
+    kept = {(c.type, c.name) for c in down.changes if c.op == "same"}
+    assert {
+        attachment,
+        (VOLUME, HOME),  # its volumeId
+        ("aws:ec2/instance:Instance", "devserver-x86_64"),  # its instanceId
+        ("aws:ec2/securityGroup:SecurityGroup", "devserver-ssh"),  # the instance's group
+    } <= kept, down
+    assert ("aws:dlm/lifecyclePolicy:LifecyclePolicy", "home-snapshots-policy") not in kept
+    assert ("command:remote:Command", "devserver-apply") not in kept, "a dependent is deleted"
+    assert set(engine.state) == kept

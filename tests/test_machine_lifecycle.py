@@ -6,11 +6,13 @@ volume from an earlier run, an interrupted spot instance) put into the fake AWS'
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from components.settings import openssh_public_blob
 from tests import program as fake
 from tests.program import SECRET_SIG, ProgramRun, walk_strings
 
@@ -21,6 +23,7 @@ ATTACHMENT = "aws:ec2/volumeAttachment:VolumeAttachment"
 STATE = "aws:ec2transitgateway/instanceState:InstanceState"
 CANCELLER = "pulumi-python:dynamic:Resource"
 COMMAND = "command:remote:Command"
+GET_INSTANCES = "aws:ec2/getInstances:getInstances"
 HOME_TAGS = {
     "devserver:stack": "dev",
     "devserver:server": "devserver",
@@ -42,6 +45,7 @@ def aws_tables() -> Iterator[None]:
     yield
     fake.VOLUME_TAGS.clear()
     fake.INSTANCES.clear()
+    fake.KEY_PAIRS.clear()
 
 
 def _ignored(run: ProgramRun, type_: str) -> list[str]:
@@ -83,15 +87,225 @@ def test_rebuild_must_be_a_small_whole_number(program: Run, value: Any) -> None:
     assert "devserver:rebuild must be a whole number from 0 to 999999" in str(run.error)
 
 
+# --- 5b. a change the running machine cannot take in place --------------------------------------
+
+
+def _machine(
+    *,
+    spot: bool = False,
+    instance_type: str = "m7i.xlarge",
+    subnet: str = "subnet-0a0a0a0a",
+    rebuild: str | None = "0",
+    max_price: str | None = None,
+    state: str = "running",
+    instance_id: str = "i-0running000000001",
+) -> None:
+    """The server's machine as an earlier `pulumi up` launched it (dev stack: eu-west-1a)."""
+    tags = dict(SERVER_TAGS, Name="dev")
+    if rebuild is not None:
+        tags["devserver:rebuild"] = rebuild
+    if spot and rebuild is not None:
+        tags["devserver:spotMaxPrice"] = max_price or "none"
+    fake.INSTANCES[instance_id] = {
+        "tags": tags,
+        "state": state,
+        "lifecycle": "spot" if spot else None,
+        "instanceType": instance_type,
+        "subnetId": subnet,
+        "keyName": "devserver-deploy-2468",
+    }
+
+
+@pytest.mark.parametrize(
+    ("machine", "overrides", "named"),
+    [
+        ({}, {"devserver:spot": True}, "devserver:spot false -> true"),
+        ({"spot": True}, {"devserver:spot": False}, "devserver:spot true -> false"),
+        (
+            {"spot": True, "max_price": "0.05"},
+            {"devserver:spot": True, "devserver:spotMaxPrice": "0.08"},
+            "devserver:spotMaxPrice '0.05' -> '0.08'",
+        ),
+        (
+            {"spot": True},
+            {"devserver:spot": True, "devserver:spotMaxPrice": "0.08"},
+            "devserver:spotMaxPrice unset -> '0.08'",
+        ),
+        (
+            {"subnet": "subnet-0b0b0b0b"},
+            {},
+            "devserver:availabilityZone subnet-0b0b0b0b (eu-west-1b) -> "
+            "subnet-0a0a0a0a (eu-west-1a)",
+        ),
+    ],
+)
+def test_a_launch_setting_change_without_a_rebuild_is_refused_before_any_resource(
+    program: Run, machine: dict[str, Any], overrides: dict[str, Any], named: str
+) -> None:
+    # A same-name replace would launch from the AMI ignore_changes keeps (deregistered ~90 days on).
+    _machine(**machine)
+    run = program(overrides, raise_errors=False)
+    message = str(run.error)
+    assert named in message, message
+    assert "i-0running000000001 cannot take this change in place" in message
+    assert "launched with" in message, "says why: the replacement would reuse the launch AMI"
+    assert "Raise devserver:rebuild to 1 in the same update" in message
+    assert f"current AMI {fake.NIXOS_AMIS['x86_64']}" in message
+    assert "/home and the Elastic IP move to it" in message
+    assert run.resources == [], "refused before any resource is registered"
+
+
+def test_a_spot_machines_type_change_is_refused_with_the_rebuild_hint(program: Run) -> None:
+    # The provider would stop the machine and EC2 refuses a stopped spot instance's new type.
+    _machine(spot=True, rebuild="2")
+    run = program(
+        {"devserver:spot": True, "devserver:rebuild": 2, "devserver:instanceType": "m7i.2xlarge"},
+        raise_errors=False,
+    )
+    message = str(run.error)
+    assert "devserver:instanceType m7i.xlarge -> m7i.2xlarge" in message, message
+    assert "a stopped spot instance's type cannot be modified" in message
+    assert "Raise devserver:rebuild to 3 in the same update" in message
+    assert run.resources == []
+
+
+def test_an_on_demand_type_change_is_still_an_in_place_update(program: Run) -> None:
+    _machine()
+    run = program({"devserver:instanceType": "m7i.2xlarge"})
+    instance = run.one(INSTANCE)
+    assert instance.name == "devserver-x86_64", "the same machine, resized in place"
+    assert instance.inputs["instanceType"] == "m7i.2xlarge"
+
+
+@pytest.mark.parametrize(
+    ("machine", "overrides"),
+    [
+        ({"spot": True}, {"devserver:spot": True, "devserver:instanceType": "m7i.2xlarge"}),
+        ({}, {"devserver:spot": True}),
+        ({"subnet": "subnet-0b0b0b0b"}, {}),
+    ],
+)
+def test_the_same_change_with_a_raised_rebuild_boots_a_new_machine_from_the_current_ami(
+    program: Run, machine: dict[str, Any], overrides: dict[str, Any]
+) -> None:
+    _machine(**machine)
+    run = program({**overrides, "devserver:rebuild": 1})
+    assert run.error is None
+    instance = run.one(INSTANCE)
+    assert instance.name == "devserver-x86_64-r1", "a new name: no ignored AMI is carried over"
+    assert instance.inputs["ami"] == fake.NIXOS_AMIS["x86_64"], "the current official AMI"
+    assert instance.inputs["tags"]["devserver:rebuild"] == "1", "the next plan compares with it"
+
+
+def test_a_first_create_finds_no_machine_and_launches_as_before(program: Run) -> None:
+    run = program({"devserver:spot": True, "devserver:spotMaxPrice": "0.08"})
+    instance = run.one(INSTANCE)
+    assert instance.name == "devserver-x86_64"
+    assert instance.inputs["tags"]["devserver:rebuild"] == "0"
+    assert instance.inputs["tags"]["devserver:spotMaxPrice"] == "0.08"
+    asks = [a for t, a in run.calls if t == GET_INSTANCES and "state-reason" not in str(a)]
+    assert asks and all(
+        a["instanceTags"] == {k: v for k, v in SERVER_TAGS.items() if k != "devserver:owner"}
+        for a in asks
+    ), "the server's machines are found by stack, server and purpose (a new owner keeps them)"
+    assert set(asks[0]["instanceStateNames"]) == {"pending", "running", "stopping", "stopped"}
+
+
+@pytest.mark.parametrize(
+    ("machine", "overrides"),
+    [
+        ({}, {}),
+        ({"spot": True, "max_price": "0.08"}, {"devserver:spot": True}),  # max price removed
+        (
+            {"spot": True, "max_price": "0.080"},
+            {"devserver:spot": True, "devserver:spotMaxPrice": "0.08"},
+        ),
+        ({"state": "stopped"}, {"devserver:state": "stopped"}),
+        ({"spot": True, "state": "terminated"}, {}),  # gone for good: a new machine anyway
+        ({"spot": True, "instance_type": "m7g.xlarge"}, {}),  # another arch: another name
+        ({"spot": True, "rebuild": "1"}, {"devserver:rebuild": 2}),  # an older generation
+    ],
+)
+def test_what_the_machine_can_take_passes_and_keeps_its_name(
+    program: Run, machine: dict[str, Any], overrides: dict[str, Any]
+) -> None:
+    # The provider suppresses a removed max price and trailing zeros (ec2_instance.go).
+    _machine(**machine)
+    run = program(overrides)
+    assert run.error is None
+    assert run.one(INSTANCE).name.startswith("devserver-x86_64")
+
+
+def test_an_untagged_machine_is_compared_and_the_message_says_why(program: Run) -> None:
+    # Launched before the tag: its generation is unknown, so the safe answer is to refuse.
+    _machine(rebuild=None)
+    run = program({"devserver:spot": True, "devserver:rebuild": 1}, raise_errors=False)
+    assert "i-0running000000001 has no devserver:rebuild tag yet" in str(run.error)
+    assert program({}, raise_errors=False).error is None, "an unchanged launch just adds the tag"
+
+
+def test_a_new_deploy_key_from_config_is_refused_without_a_rebuild(program: Run) -> None:
+    # key_name is ForceNew: a rotated key replaces the key pair, so the machine, from its old AMI.
+    _machine()
+    old, new = fake.fake_openssh_private_key(), _other_fake_key()
+    fake.KEY_PAIRS["devserver-deploy-2468"] = f"ssh-ed25519 {openssh_public_blob(old)} x\n"
+    same = program(secrets={"devserver:deployPrivateKey": old}, raise_errors=False)
+    assert same.error is None, "the key the machine was launched with is no change"
+    rotated = program(secrets={"devserver:deployPrivateKey": new}, raise_errors=False)
+    message = str(rotated.error)
+    assert "devserver:deployPrivateKey key pair devserver-deploy-2468 (SHA256:" in message, message
+    assert "Raise devserver:rebuild to 1" in message
+    assert "FAKE-PRIVATE" not in message and new not in message, "only public fingerprints shown"
+    with_rebuild = program(
+        {"devserver:rebuild": 1}, secrets={"devserver:deployPrivateKey": new}, raise_errors=False
+    )
+    assert with_rebuild.error is None
+
+
+def test_turning_deployment_on_for_a_machine_launched_without_a_key_is_refused(
+    program: Run,
+) -> None:
+    _machine()
+    fake.INSTANCES["i-0running000000001"]["keyName"] = ""
+    run = program(raise_errors=False)
+    assert "devserver:deploy false (no key pair) -> true" in str(run.error)
+    assert program({"devserver:deploy": False}).error is None, "no key pair wanted: no change"
+
+
+def _other_fake_key() -> str:
+    """A second obviously fake key, with another public half."""
+    text = fake.fake_openssh_private_key()
+    body = base64.b64decode("".join(text.strip().splitlines()[1:-1]))
+    body = body.replace(b"FAKE-PUBLIC-KEY-FOR-TESTS", b"FAKE-PUBLIC-KEY-FOR-TESTZ")
+    encoded = base64.b64encode(body).decode()
+    lines = [encoded[i : i + 70] for i in range(0, len(encoded), 70)]
+    return "\n".join([text.splitlines()[0], *lines, text.strip().splitlines()[-1]]) + "\n"
+
+
+def test_every_server_of_a_fleet_is_checked_with_its_own_key(program: Run) -> None:
+    _machine()  # server "devserver" is not in the fleet; bob's machine is
+    fake.INSTANCES["i-0bob0000000000001"] = {
+        **fake.INSTANCES.pop("i-0running000000001"),
+        "tags": {**SERVER_TAGS, "devserver:server": "bob", "devserver:rebuild": "0"},
+    }
+    servers = [
+        {"name": "alice", "user": "alice", "githubUser": "alice-example"},
+        {"name": "bob", "user": "bob", "githubUser": "bob-example", "spot": True},
+    ]
+    run = program({"devserver:servers": servers}, raise_errors=False)
+    assert "devserver:servers[1].spot false -> true" in str(run.error), run.error
+    assert "Raise devserver:servers[1].rebuild to 1" in str(run.error)
+
+
 # --- 6. spot interruption -----------------------------------------------------------------------
 
 
-def _interrupted(code: str = "Server.SpotInstanceShutdown") -> None:
+def _interrupted(code: str = "Server.SpotInstanceShutdown", lifecycle: str | None = "spot") -> None:
     fake.INSTANCES["i-0interrupted00001"] = {
         "tags": SERVER_TAGS,
         "state": "stopped",
         "stateReasonCode": code,
-        "lifecycle": "spot",
+        "lifecycle": lifecycle,
     }
 
 
@@ -115,7 +329,8 @@ def test_an_interrupted_spot_machine_is_left_for_ec2_to_restart(
 def test_a_machine_stopped_otherwise_is_managed_as_usual(
     program: Run, code: str, preset: str
 ) -> None:
-    _interrupted(code)
+    # The machine is what the stack launched (spot or not), so the plan changes no launch setting.
+    _interrupted(code, "spot" if preset.endswith("spot") else None)
     run = program({"devserver:preset": preset})
     assert _ignored(run, STATE) == [], "idle stop or `state: stopped` may be undone by Pulumi"
     assert run.of_type(COMMAND), "the flake deployment runs"
@@ -123,8 +338,8 @@ def test_a_machine_stopped_otherwise_is_managed_as_usual(
 
 def test_the_interruption_lookup_asks_ec2_for_the_interruption_stop_code(program: Run) -> None:
     run = program({"devserver:preset": "graviton-spot"})
-    asks = [a for t, a in run.calls if t == "aws:ec2/getInstances:getInstances"]
-    assert len(asks) == 1, "one lookup per spot server"
+    asks = [a for t, a in run.calls if t == GET_INSTANCES and "state-reason-code" in str(a)]
+    assert len(asks) == 1, "one interruption lookup per spot server"
     filters = {f["name"]: f["values"] for f in asks[0]["filters"]}
     assert filters == {
         "instance-lifecycle": ["spot"],
@@ -132,7 +347,7 @@ def test_the_interruption_lookup_asks_ec2_for_the_interruption_stop_code(program
     }
     assert asks[0]["instanceTags"] == SERVER_TAGS
     on_demand = program({"devserver:preset": "x86"})
-    assert not [t for t, _ in on_demand.calls if t == "aws:ec2/getInstances:getInstances"]
+    assert not [a for t, a in on_demand.calls if t == GET_INSTANCES and "state-reason" in str(a)]
 
 
 # --- 7. zone ------------------------------------------------------------------------------------

@@ -130,6 +130,12 @@ ACTIONS: dict[str, list[str]] = {
     "aws:ebs/getVolume:getVolume": ["ec2:DescribeVolumes"],
     "aws:ebs/getEbsVolumes:getEbsVolumes": ["ec2:DescribeVolumes"],
     "aws:ec2/getInstances:getInstances": ["ec2:DescribeInstances"],
+    "aws:ec2/getKeyPair:getKeyPair": ["ec2:DescribeKeyPairs"],
+    # ec2_instance_data_source.go instanceDescriptionAttributes: type info, 3 attributes, volumes.
+    "aws:ec2/getInstance:getInstance": [
+        "ec2:DescribeInstances", "ec2:DescribeInstanceTypes", "ec2:DescribeInstanceAttribute",
+        "ec2:DescribeVolumes", "ec2:DescribeInstanceCreditSpecifications",
+    ],
     "aws:pricing/getProduct:getProduct": ["pricing:GetProducts"],
 }  # fmt: skip
 # Types that are not AWS API calls: components, providers, TLS keys, SSH commands.
@@ -161,14 +167,43 @@ def allowed(action: str) -> list[str]:
 @pytest.fixture(scope="module")
 def registered() -> set[str]:
     """Every resource type and invoke token the program uses across its shapes."""
-    from tests.program import reset_runtime, run_program
+    from components.settings import openssh_public_blob
+    from tests.program import (
+        INSTANCES,
+        KEY_PAIRS,
+        fake_openssh_private_key,
+        reset_runtime,
+        run_program,
+    )
 
+    # A machine of every server from another rebuild generation: it is read, and never blocks.
+    for name in ("devserver", "alice", "bob"):
+        INSTANCES[f"i-0{name}"] = {
+            "tags": {"devserver:stack": "dev", "devserver:server": name,
+                     "devserver:purpose": "devserver", "devserver:rebuild": "999"},
+            "state": "running",
+        }  # fmt: skip
     found: set[str] = set()
-    for shape in SHAPES:
+    try:
+        for shape in SHAPES:
+            reset_runtime()
+            run: ProgramRun = run_program(shape, secrets={"devserver:githubToken": FAKE_TOKEN})
+            found |= {r.type for r in run.resources} | {token for token, _ in run.calls}
+        # A machine of the default server launched with the configured deploy key: its key
+        # pair is read too.
+        key = fake_openssh_private_key()
+        INSTANCES["i-0devserver"]["tags"]["devserver:rebuild"] = "0"
+        KEY_PAIRS["devserver-deploy-2468"] = f"ssh-ed25519 {openssh_public_blob(key)}"
         reset_runtime()
-        run: ProgramRun = run_program(shape, secrets={"devserver:githubToken": FAKE_TOKEN})
+        run = run_program({}, secrets={"devserver:deployPrivateKey": key})
         found |= {r.type for r in run.resources} | {token for token, _ in run.calls}
+    finally:
+        INSTANCES.clear()
+        KEY_PAIRS.clear()
     reset_runtime()
+    assert {"aws:ec2/getInstance:getInstance", "aws:ec2/getKeyPair:getKeyPair"} <= found, (
+        "the existing machine and its key pair were read"
+    )
     return found
 
 
