@@ -98,8 +98,10 @@ in
       {
         ${userName} = {
           isNormalUser = true;
-          # A new instance reuses the old /home volume: a fixed uid keeps the files the user's.
-          uid = lib.mkDefault 1000;
+          # A new instance reuses the old /home volume: a fixed uid keeps the files the user's. Not
+          # 1000: the image's ssm-user is a normal user created first, so it takes 1000 (normal uids
+          # count up from 1000 in update-users-groups.pl, which keeps an existing user's uid).
+          uid = lib.mkDefault 2000;
           description = lib.mkIf (cfg.user.fullName != null) cfg.user.fullName;
           extraGroups = [ "wheel" ] ++ lib.optional cfg.docker.enable "docker";
           shell = pkgs.zsh;

@@ -175,10 +175,14 @@ def test_first_login_shell_has_a_managed_zshrc(sample: dict[str, Any]) -> None:
     assert sample["homeManagerUser"]["programs"]["zsh"]["enable"] is True
 
 
-def test_developer_uid_is_pinned_so_a_new_instance_owns_the_old_home(
+def test_developer_uid_is_pinned_clear_of_the_uids_stock_accounts_take(
     sample: dict[str, Any],
 ) -> None:
-    assert sample["user"]["uid"] == 1000
+    # Pinned, so a new instance owns the old /home; not 1000, which the image's ssm-user (a normal
+    # user created before this flake is applied) takes, and not a static id from ids.nix (< 400).
+    uid = sample["user"]["uid"]
+    assert uid == 2000, f"the developer's uid is {uid}"
+    assert sample["ssmAgent"] is True, "ssm-user exists, so 1000 is taken on a fresh image"
 
 
 def test_the_ssm_agent_runs_for_break_glass_unless_the_host_turns_it_off(
