@@ -26,13 +26,44 @@ let
   # nixpkgs' google-oslogin and sssd modules do.
   keysCommandPath = "/etc/ssh/devserver-github-authorized-keys";
 
-  # The nightly upgrade's lock bookkeeping: saved before the update, put back when the upgrade fails.
+  # The nightly upgrade's guard rails: skip while a deployment runs, keep flake.lock in step with
+  # the running system, and roll back a new system that fails the login check.
   upgradeFlakeLock = pkgs.writeShellApplication {
     name = "devserver-upgrade-flake-lock";
-    runtimeInputs = [ pkgs.coreutils ];
+    runtimeInputs = [
+      pkgs.coreutils
+      pkgs.util-linux
+      config.nix.package
+      config.systemd.package
+    ];
     text = builtins.readFile ../scripts/upgrade-flake-lock.sh;
   };
   flakeDirArg = lib.escapeShellArg cfg.autoUpgrade.flakeDir;
+  # The check apply-flake.sh runs after a deployment's switch, run after the nightly switch too.
+  verifyLogin = pkgs.writeShellApplication {
+    name = "devserver-verify-login";
+    runtimeInputs = [
+      pkgs.coreutils
+      pkgs.gawk
+      pkgs.getent
+      pkgs.gnugrep
+      pkgs.util-linux
+      # `sshd -T` must be the sshd that serves the machine.
+      config.services.openssh.package
+      config.systemd.package
+    ];
+    text = builtins.readFile ../scripts/verify-login.sh;
+  };
+  verifyLoginArgs = lib.escapeShellArgs (
+    [
+      "--user"
+      userName
+    ]
+    ++ lib.optionals (cfg.deploy.rootAuthorizedKeys != [ ]) [
+      "--deploy-public-key"
+      (lib.head cfg.deploy.rootAuthorizedKeys)
+    ]
+  );
 in
 {
   options.devserver = {
@@ -196,10 +227,15 @@ in
     systemd.services.nixos-upgrade = lib.mkIf cfg.autoUpgrade.enable {
       # Refresh only the shared flake (nixpkgs follows it); `nix flake update <input>` replaces the
       # deprecated --update-input. The lock is saved first so a failed upgrade leaves it as it was.
+      # guard first: while apply-flake.sh holds the deploy lock the upgrade is skipped, untouched.
       preStart = ''
+        ${lib.getExe upgradeFlakeLock} guard ${flakeDirArg}
         ${lib.getExe upgradeFlakeLock} save ${flakeDirArg}
         ${lib.getExe config.nix.package} flake update ${lib.escapeShellArg cfg.autoUpgrade.sharedInput} --flake ${flakeDirArg}
       '';
+      # After the switch (ExecStartPost of a oneshot): the same login check as a deployment; a
+      # failure activates the previous generation and fails the unit, so the lock is put back too.
+      postStart = "${lib.getExe upgradeFlakeLock} verify ${flakeDirArg} ${lib.getExe verifyLogin} ${verifyLoginArgs}";
       # Runs after success and failure alike (also a failed preStart); $SERVICE_RESULT says which.
       serviceConfig.ExecStopPost = "${lib.getExe upgradeFlakeLock} restore ${flakeDirArg}";
     };

@@ -19,14 +19,16 @@
 # failed (switch or verification) and the previous generation is active again; 6 rollback failed;
 # 7 verification failed but the switch changed nothing (same generation), so nothing to roll back;
 # 8 the shared flake input could not be updated (nothing was changed); 9 the verified system is
-# running but /etc/nixos could not be updated (the nightly upgrade would build the old flake).
+# running but /etc/nixos could not be updated (the nightly upgrade would build the old flake);
+# 10 another deployment or the nightly nixos-upgrade kept running past the lock timeout.
 #
 # Env (tests override these; the defaults are the real machine):
 #   DEVSERVER_FLAKE_DIR (/etc/nixos), DEVSERVER_STAGE_DIR (/var/lib/devserver/deploy/host),
 #   DEVSERVER_SYSTEM_PROFILE (/nix/var/nix/profiles/system), DEVSERVER_SYSTEMD_DIR
 #   (/run/systemd/system: when present, activation runs in its own unit via systemd-run),
 #   DEVSERVER_RUN_DIR (/run/devserver), DEVSERVER_ROOT_HOME (/root, read by verify-login.sh),
-#   DEVSERVER_HOME_DEVICE_TIMEOUT (300 s), DEVSERVER_HOME_DEVICE_POLL (2 s).
+#   DEVSERVER_HOME_DEVICE_TIMEOUT (300 s), DEVSERVER_HOME_DEVICE_POLL (2 s),
+#   DEVSERVER_LOCK_TIMEOUT (1800 s), DEVSERVER_LOCK_POLL (5 s).
 #
 # External commands (nixos-rebuild, nix-env, nix, nix-build, nixos-version, systemd-run, systemctl,
 # findmnt, sshd, getent, setpriv) come from PATH.
@@ -51,6 +53,8 @@ system_profile=${DEVSERVER_SYSTEM_PROFILE:-/nix/var/nix/profiles/system}
 run_dir=${DEVSERVER_RUN_DIR:-/run/devserver}
 device_timeout=${DEVSERVER_HOME_DEVICE_TIMEOUT:-300}
 device_poll=${DEVSERVER_HOME_DEVICE_POLL:-2}
+lock_timeout=${DEVSERVER_LOCK_TIMEOUT:-1800}
+lock_poll=${DEVSERVER_LOCK_POLL:-5}
 token_file=$run_dir/nix-access-tokens.conf
 deploy_conf=$run_dir/nix-deploy.conf
 # The files that make the host flake; /etc/nixos gets them only after a verified switch.
@@ -115,6 +119,8 @@ if [[ -n $deploy_public_key ]]; then
 fi
 [[ $device_timeout =~ ^[0-9]+$ && $device_poll =~ ^[0-9]+([.][0-9]+)?$ ]] ||
 	fail 1 "DEVSERVER_HOME_DEVICE_TIMEOUT/_POLL must be numbers of seconds"
+[[ $lock_timeout =~ ^[0-9]+$ && $lock_poll =~ ^[0-9]+([.][0-9]+)?$ ]] ||
+	fail 1 "DEVSERVER_LOCK_TIMEOUT/_POLL must be numbers of seconds"
 [[ -f $stage_dir/flake.nix ]] || fail 1 "$stage_dir/flake.nix is missing (Pulumi copies it before running this script)"
 [[ -f $stage_dir/machine.json ]] || fail 1 "$stage_dir/machine.json is missing (Pulumi writes it before running this script)"
 
@@ -133,6 +139,21 @@ cleanup() {
 	rm -f -- "$deploy_conf" "$deploy_conf".tmp.*
 }
 trap cleanup EXIT
+
+# --- 0. one writer of the system at a time --------------------------------------------------------
+# The nightly nixos-upgrade's guard (upgrade-flake-lock.sh) skips the upgrade while this lock is
+# held; an upgrade that started first is "activating" or later, and this run waits for it.
+step "taking $run_dir/deploy.lock and waiting for any running nixos-upgrade (up to ${lock_timeout}s)"
+exec 9>"$run_dir/deploy.lock"
+flock --wait "$lock_timeout" 9 ||
+	fail 10 "another deployment still holds $run_dir/deploy.lock after ${lock_timeout}s; nothing was changed"
+lock_deadline=$((SECONDS + lock_timeout))
+while upgrade_state=$(systemctl show --property=ActiveState --value nixos-upgrade.service) &&
+	[[ $upgrade_state =~ ^(activating|active|deactivating|reloading)$ ]]; do
+	((SECONDS < lock_deadline)) ||
+		fail 10 "nixos-upgrade.service is still $upgrade_state after ${lock_timeout}s; nothing was changed"
+	sleep "$lock_poll"
+done
 # The staged flake starts from the lock the running system was built from (none on a first apply).
 rm -f -- "$stage_lock"
 if [[ -e $flake_dir/flake.lock ]]; then

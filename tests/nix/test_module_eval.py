@@ -354,6 +354,23 @@ def test_nightly_upgrade_saves_the_lock_and_restores_it_when_it_fails(
     assert unit["serviceConfig"]["ExecStopPost"].endswith(f"{tool} restore /etc/nixos")
 
 
+def test_nightly_upgrade_is_skipped_during_a_deployment_and_login_checked_after_its_switch(
+    sample: dict[str, Any],
+) -> None:
+    unit = sample["upgradeService"]
+    tool = "/bin/devserver-upgrade-flake-lock"
+    lines = [line.strip() for line in unit["preStart"].strip().splitlines()]
+    assert lines[0].endswith(f"{tool} guard /etc/nixos"), (
+        f"nixos-upgrade preStart must start with the deploy-lock guard: {lines}"
+    )
+    post = unit["postStart"]
+    key = sample["users"]["root"]["authorizedKeys"][0]
+    assert f"{tool} verify /etc/nixos " in post, post
+    assert post.endswith(f"/bin/devserver-verify-login --user alice --deploy-public-key '{key}'"), (
+        post
+    )
+
+
 def test_nightly_upgrade_waits_for_the_token_unit_at_boot(sample: dict[str, Any]) -> None:
     unit = sample["upgradeService"]
     assert "devserver-github-token.service" in unit["after"]

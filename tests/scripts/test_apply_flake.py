@@ -7,6 +7,7 @@ unprivileged user (setpriv), so these tests need root, like the machine."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import stat
@@ -83,8 +84,13 @@ echo "nix-env $*" >> "$FAKE_CALLS"
 [[ $1 == --profile && $3 == --switch-generation ]] || exit 9
 ln -sfn "$(basename "$2")-$4-link" "$2"
 """,
+    # ActiveState of nixos-upgrade.service comes from a file a test may change while it runs.
     "systemctl": r"""
 echo "systemctl $*" >> "$FAKE_CALLS"
+if [[ $* == "show --property=ActiveState --value nixos-upgrade.service" ]]; then
+  cat "$FAKE_UPGRADE_STATE_FILE" 2>/dev/null || echo inactive
+  exit 0
+fi
 [[ $* == "is-active --quiet sshd.service" && ${FAKE_SSHD:-active} == active ]]
 """,
     "findmnt": r"""
@@ -288,6 +294,8 @@ def machine(tmp_path: Path) -> Machine:
         "DEVSERVER_ROOT_HOME": str(root_home),
         "DEVSERVER_HOME_DEVICE_TIMEOUT": "5",
         "DEVSERVER_HOME_DEVICE_POLL": "0.1",
+        "DEVSERVER_LOCK_POLL": "0.1",
+        "FAKE_UPGRADE_STATE_FILE": str(tmp_path / "upgrade-state"),
         "FAKE_USER": USER,
         "FAKE_USER_UID": str(USER_UID),
         "FAKE_USER_HOME": str(user_home),
@@ -465,6 +473,51 @@ def test_home_device_that_appears_late_is_waited_for(machine: Machine) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_a_running_nightly_upgrade_is_waited_for_before_anything_changes(
+    machine: Machine,
+) -> None:
+    state = Path(machine.env["FAKE_UPGRADE_STATE_FILE"])
+    state.write_text("active\n")
+    timer = threading.Timer(1.0, state.write_text, args=("inactive\n",))
+    timer.start()
+    started = time.monotonic()
+    try:
+        result = machine.apply(*full_args(machine))
+    finally:
+        timer.cancel()
+
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started >= 0.9, "the apply did not wait for nixos-upgrade"
+    calls = machine.calls()
+    first_change = next(i for i, c in enumerate(calls) if c.startswith("nix "))
+    polls = [i for i, c in enumerate(calls) if "ActiveState" in c]
+    assert len(polls) >= 2 and max(polls) < first_change, calls
+
+
+def test_a_nightly_upgrade_that_never_ends_stops_the_apply_with_nothing_changed(
+    machine: Machine,
+) -> None:
+    Path(machine.env["FAKE_UPGRADE_STATE_FILE"]).write_text("activating\n")
+
+    result = machine.apply(*full_args(machine), DEVSERVER_LOCK_TIMEOUT="1")
+
+    assert result.returncode == 10, result.stderr
+    assert "nixos-upgrade.service is still activating after 1s" in result.stderr
+    assert not [c for c in machine.calls() if c.startswith(("nix ", "nixos-rebuild"))]
+
+
+def test_apply_waits_for_the_deploy_lock_another_writer_holds(machine: Machine) -> None:
+    machine.run_dir.mkdir(parents=True)
+    with (machine.run_dir / "deploy.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = machine.apply(*full_args(machine), DEVSERVER_LOCK_TIMEOUT="1")
+
+    assert result.returncode == 10, result.stderr
+    assert "another deployment still holds" in result.stderr
+    assert not [c for c in machine.calls() if c.startswith(("nix ", "nixos-rebuild"))]
+    assert machine.etc_nixos_files()["flake.nix"] == OLD_FLAKE
+
+
 def test_secret_is_fetched_and_reaches_nix_only_through_a_root_only_conf_file(
     machine: Machine,
 ) -> None:
@@ -515,7 +568,8 @@ def test_deploy_conf_is_removed_even_when_the_rebuild_fails(machine: Machine) ->
 
     assert result.returncode == 4
     assert (machine.record / "deploy.conf").exists(), "the rebuild saw the conf"
-    assert list(machine.run_dir.iterdir()) == []
+    # The lock file stays: removing a flock(2) file lets two writers lock two different files.
+    assert [p.name for p in machine.run_dir.iterdir()] == ["deploy.lock"]
 
 
 def _without_aws_cli(machine: Machine) -> Path:
