@@ -274,7 +274,8 @@ rollback() {
 
 # Output goes straight to our stdout/stderr (no pipe), so Pulumi streams it line by line.
 rebuild_status=0
-nixos-rebuild switch --flake "$stage_dir#$host" || rebuild_status=$?
+# 9>&-: nothing the activation starts may keep holding the deploy lock after this run.
+nixos-rebuild switch --flake "$stage_dir#$host" 9>&- || rebuild_status=$?
 current_generation=$(readlink -- "$system_profile" || true)
 if ((rebuild_status != 0)); then
 	if [[ $current_generation == "$previous_generation" ]]; then
