@@ -124,7 +124,7 @@ if [[ $* == passwd ]]; then
 fi
 exec /usr/bin/getent "$@"
 """,
-    # Flake lock and update write a recognisable flake.lock; eval/build stand in for the awscli2 build.
+    # Flake update writes a recognisable flake.lock; eval/build stand in for the awscli2 build.
     "nix": r"""
 echo "nix $*" >> "$FAKE_CALLS"
 case "$1 ${2:-}" in
@@ -132,7 +132,6 @@ case "$1 ${2:-}" in
 "flake update")
   [[ ${FAKE_NIX_UPDATE_EXIT:-0} == 0 ]] || { echo "error: fake update failure" >&2; exit 1; }
   printf '%s\n' '{"version": 7, "note": "shared input updated"}' > "$5/flake.lock" ;;
-"flake lock") printf '%s\n' '{"version": 7, "note": "fresh lock"}' > "$3/flake.lock" ;;
 "eval --impure") echo -n "$FAKE_LOCKED_NIXPKGS" ;;
 "build --no-link")
   [[ ${FAKE_NIX_BUILD_EXIT:-0} == 0 ]] || { echo "error: fake build failure" >&2; exit 1; }
