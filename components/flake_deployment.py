@@ -3,11 +3,13 @@
 First contact pins the machine's SSH host key (trust on first use: the official AMI makes a
 fresh key at first boot and nothing outside the machine knows it); every later step connects
 with that key pinned. The host flake is rendered from program-chosen values only, so it is known
-at preview and copied with `CopyToRemote`; what AWS returns goes to /etc/nixos/machine.json,
-which the apply step (a `remote.Command`, which unlike `CopyToRemote` accepts inputs unknown at
-preview) writes from its stdin just before it applies.
-The apply script (nix/scripts/apply-flake.sh) fetches the GitHub token with the instance role
-itself, switches, verifies and rolls back. No secret passes through a command line.
+at preview and copied with `CopyToRemote`; what AWS returns goes to machine.json, which the apply
+step (a `remote.Command`, which unlike `CopyToRemote` accepts inputs unknown at preview) writes
+from its stdin just before it applies. Both land in a staging directory, never in /etc/nixos:
+the apply script (nix/scripts/apply-flake.sh) fetches the GitHub token with the instance role
+itself, switches from the staging directory, verifies, rolls back, and installs the flake into
+/etc/nixos (where the nightly upgrade reads it) only after a verified switch. No secret passes
+through a command line.
 
 Re-runs are decided by `triggers` alone. In pulumi-command, a trigger change replaces the
 resource (running `create`); any other input change - the connection included - is an update,
@@ -33,14 +35,19 @@ REPO = Path(__file__).resolve().parent.parent
 # The machine-side scripts; apply-flake.sh runs fetch-github-token.sh from beside it.
 SCRIPTS_DIR = "nix/scripts"
 REMOTE_DIR = "/var/lib/devserver/deploy"
+# The staged host flake (flake.nix, machine.json); /etc/nixos gets it after a verified switch.
+STAGE_DIR = f"{REMOTE_DIR}/host"
 HOST_KEY_FILE = "/etc/ssh/ssh_host_ed25519_key.pub"
-MACHINE_JSON = "/etc/nixos/machine.json"
+MACHINE_JSON = f"{STAGE_DIR}/machine.json"
 # Updates (an input change that is not a trigger, e.g. a new deploy key) only read the machine.
 READ_HOST_KEY = f"cat {HOST_KEY_FILE}"
+# CopyToRemote creates no parent directory; an update also makes it, for machines deployed
+# before the staging directory existed.
+MAKE_DIRS = f"install -d -m 0700 {REMOTE_DIR} {STAGE_DIR}"
 READ_CURRENT_SYSTEM = "readlink -f /run/current-system"
 # From stdin, written beside and renamed over, so a dropped connection never leaves half a file.
 WRITE_MACHINE_JSON = (
-    f"umask 022 && install -d -m 0755 /etc/nixos && cat > {MACHINE_JSON}.new"
+    f"umask 077 && install -d -m 0700 {STAGE_DIR} && cat > {MACHINE_JSON}.new"
     f" && mv {MACHINE_JSON}.new {MACHINE_JSON}"
 )
 
@@ -107,9 +114,9 @@ class FlakeDeployment(pulumi.ComponentResource):
     host_key: pulumi.Output[str]
     """The machine's SSH host key (ed25519), as first seen; pinned for every later step."""
     rendered_flake: pulumi.Output[str]
-    """The /etc/nixos/flake.nix this deployment put on the machine (known at preview)."""
+    """The host flake.nix this deployment staged on the machine (known at preview)."""
     machine_json: pulumi.Output[str]
-    """The /etc/nixos/machine.json the apply step writes beside the flake."""
+    """The machine.json the apply step writes beside the staged flake."""
     apply: remote.Command
     """The apply step (what later steps would depend on)."""
 
@@ -129,9 +136,9 @@ class FlakeDeployment(pulumi.ComponentResource):
         prepare = remote.Command(
             f"{name}-host-key",
             connection=first_contact,
-            create=f"install -d -m 0700 {REMOTE_DIR} && {READ_HOST_KEY}",
+            create=f"{MAKE_DIRS} && {READ_HOST_KEY}",
             # An update keeps stdout (the pinned key) right by reading the same file again.
-            update=READ_HOST_KEY,
+            update=f"{MAKE_DIRS} && {READ_HOST_KEY}",
             # A new machine is a new host key; nothing else re-runs this.
             triggers=[args.instance_id],
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
@@ -160,7 +167,7 @@ class FlakeDeployment(pulumi.ComponentResource):
         # rejects an unknown source, pulumi/pulumi-command#754), and the scripts side by side
         # (apply runs fetch). The trailing slash copies the directory's contents every time.
         files: dict[str, tuple[pulumi.Asset | pulumi.Archive, str]] = {
-            "host-flake": (pulumi.StringAsset(rendered), "/etc/nixos/flake.nix"),
+            "host-flake": (pulumi.StringAsset(rendered), f"{STAGE_DIR}/flake.nix"),
             "scripts": (pulumi.FileArchive(f"{SCRIPTS_DIR}/"), REMOTE_DIR),
         }
         copies: list[pulumi.Resource] = [

@@ -99,6 +99,30 @@ def test_every_remote_command_has_a_harmless_update_and_no_address_in_its_trigge
     assert line in apply.inputs["triggers"], "the command line is a trigger"
 
 
+def test_host_flake_and_machine_json_are_staged_never_written_to_etc_nixos(program: Run) -> None:
+    # /etc/nixos is what the nightly nixos-upgrade builds: only a verified switch may change it.
+    run = program(secrets=TOKEN)
+    stage = "/var/lib/devserver/deploy/host"
+    copy = run.named("devserver-host-flake")
+    assert copy.inputs["remotePath"] == f"{stage}/flake.nix", (
+        f"devserver-host-flake copies to {copy.inputs['remotePath']}"
+    )
+    apply = run.named("devserver-apply")
+    write, *_ = apply.inputs["create"].split(" && bash ")
+    assert f"cat > {stage}/machine.json.new" in write, f"devserver-apply writes: {write}"
+    assert f"mv {stage}/machine.json.new {stage}/machine.json" in write, write
+    for resource in run.of_type(COMMAND) + run.of_type(COPY):
+        text = " ".join(s for s, _ in walk_strings(resource.inputs))
+        assert "/etc/nixos" not in text, f"{resource.name} touches /etc/nixos directly"
+    # CopyToRemote makes no parent directory: first contact makes it, on create and on update.
+    host_key = run.named("devserver-host-key")
+    for action in ("create", "update"):
+        assert f"install -d -m 0700 /var/lib/devserver/deploy {stage}" in host_key.inputs[action], (
+            f"devserver-host-key {action} does not make {stage}"
+        )
+        assert host_key.inputs[action].endswith("cat /etc/ssh/ssh_host_ed25519_key.pub"), action
+
+
 def test_every_step_after_first_contact_pins_the_host_key(program: Run) -> None:
     run = program()
     first = run.named("devserver-host-key")

@@ -26,13 +26,57 @@ let
   # nixpkgs' google-oslogin and sssd modules do.
   keysCommandPath = "/etc/ssh/devserver-github-authorized-keys";
 
-  # The nightly upgrade's lock bookkeeping: saved before the update, put back when the upgrade fails.
+  # The nightly upgrade's guard rails: skip while a deployment runs, keep flake.lock in step with
+  # the running system, and roll back a new system that fails the login check.
   upgradeFlakeLock = pkgs.writeShellApplication {
     name = "devserver-upgrade-flake-lock";
-    runtimeInputs = [ pkgs.coreutils ];
+    runtimeInputs = [
+      pkgs.coreutils
+      pkgs.util-linux
+      config.nix.package
+      config.systemd.package
+    ];
     text = builtins.readFile ../scripts/upgrade-flake-lock.sh;
   };
   flakeDirArg = lib.escapeShellArg cfg.autoUpgrade.flakeDir;
+  # Moves ssm-user off the developer's uid on servers deployed while that uid defaulted to 1000.
+  freeDeveloperUid = pkgs.writeShellApplication {
+    name = "devserver-free-developer-uid";
+    runtimeInputs = [
+      pkgs.coreutils
+      pkgs.gawk
+    ];
+    text = builtins.readFile ../scripts/free-developer-uid.sh;
+  };
+  # Only the perl users script keeps uids that way; userborn requires activationScripts.users = "".
+  perlUsersScript =
+    !(config.services.userborn.enable or false) && !(config.systemd.sysusers.enable or false);
+  freeUidFromSsmUser = (config.services.amazon-ssm-agent.enable or false) && perlUsersScript;
+  # The check apply-flake.sh runs after a deployment's switch, run after the nightly switch too.
+  verifyLogin = pkgs.writeShellApplication {
+    name = "devserver-verify-login";
+    runtimeInputs = [
+      pkgs.coreutils
+      pkgs.gawk
+      pkgs.getent
+      pkgs.gnugrep
+      pkgs.util-linux
+      # `sshd -T` must be the sshd that serves the machine.
+      config.services.openssh.package
+      config.systemd.package
+    ];
+    text = builtins.readFile ../scripts/verify-login.sh;
+  };
+  verifyLoginArgs = lib.escapeShellArgs (
+    [
+      "--user"
+      userName
+    ]
+    ++ lib.optionals (cfg.deploy.rootAuthorizedKeys != [ ]) [
+      "--deploy-public-key"
+      (lib.head cfg.deploy.rootAuthorizedKeys)
+    ]
+  );
 in
 {
   options.devserver = {
@@ -98,8 +142,10 @@ in
       {
         ${userName} = {
           isNormalUser = true;
-          # A new instance reuses the old /home volume: a fixed uid keeps the files the user's.
-          uid = lib.mkDefault 1000;
+          # A new instance reuses the old /home volume: a fixed uid keeps the files the user's. Not
+          # 1000: the image's ssm-user is a normal user created first, so it takes 1000 (normal uids
+          # count up from 1000 in update-users-groups.pl, which keeps an existing user's uid).
+          uid = lib.mkDefault 2000;
           description = lib.mkIf (cfg.user.fullName != null) cfg.user.fullName;
           extraGroups = [ "wheel" ] ++ lib.optional cfg.docker.enable "docker";
           shell = pkgs.zsh;
@@ -119,6 +165,12 @@ in
         ssm-user.extraGroups = [ "wheel" ];
       })
     ];
+
+    # Before update-users-groups.pl, which keeps every existing uid: see free-developer-uid.sh.
+    system.activationScripts = lib.mkIf freeUidFromSsmUser {
+      devserverFreeDeveloperUid.text = "${lib.getExe freeDeveloperUid} ${lib.escapeShellArg userName}";
+      users.deps = [ "devserverFreeDeveloperUid" ];
+    };
 
     # Passwordless sudo for wheel only: the account has no password at all.
     security.sudo.enable = lib.mkDefault true;
@@ -194,10 +246,15 @@ in
     systemd.services.nixos-upgrade = lib.mkIf cfg.autoUpgrade.enable {
       # Refresh only the shared flake (nixpkgs follows it); `nix flake update <input>` replaces the
       # deprecated --update-input. The lock is saved first so a failed upgrade leaves it as it was.
+      # guard first: while apply-flake.sh holds the deploy lock the upgrade is skipped, untouched.
       preStart = ''
+        ${lib.getExe upgradeFlakeLock} guard ${flakeDirArg}
         ${lib.getExe upgradeFlakeLock} save ${flakeDirArg}
         ${lib.getExe config.nix.package} flake update ${lib.escapeShellArg cfg.autoUpgrade.sharedInput} --flake ${flakeDirArg}
       '';
+      # After the switch (ExecStartPost of a oneshot): the same login check as a deployment; a
+      # failure activates the previous generation and fails the unit, so the lock is put back too.
+      postStart = "${lib.getExe upgradeFlakeLock} verify ${flakeDirArg} ${lib.getExe verifyLogin} ${verifyLoginArgs}";
       # Runs after success and failure alike (also a failed preStart); $SERVICE_RESULT says which.
       serviceConfig.ExecStopPost = "${lib.getExe upgradeFlakeLock} restore ${flakeDirArg}";
     };

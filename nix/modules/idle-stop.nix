@@ -1,4 +1,4 @@
-# Idle auto-stop: power off when no SSH session and a quiet CPU have lasted devserver.idleStop.minutes.
+# Idle auto-stop: power off when no SSH or Session Manager session and a quiet CPU have lasted devserver.idleStop.minutes.
 {
   config,
   lib,
@@ -15,6 +15,8 @@ let
       pkgs.gawk
       pkgs.gnugrep
       pkgs.iproute2
+      # pgrep counts Session Manager sessions (ssm-session-worker processes).
+      pkgs.procps
       config.systemd.package
     ];
     text = builtins.readFile ../scripts/idle-stop.sh;
@@ -28,7 +30,8 @@ in
       example = 60;
       description = ''
         Power the machine off after this many minutes with no established SSH connection
-        (VS Code Remote-SSH included) and a low CPU load; 0 turns idle auto-stop off.
+        (VS Code Remote-SSH included), no SSM Session Manager session and a low CPU load;
+        0 turns idle auto-stop off.
         On EC2 the instance's shutdown behaviour must be "stop" so /home and the machine survive.
       '';
     };

@@ -1,30 +1,37 @@
 #!/usr/bin/env bash
-# Applies /etc/nixos/flake.nix on a dev server (run as root by Pulumi over SSH) and rolls back
-# to the previous generation if the switch breaks the machine or the path Pulumi deploys through.
+# Applies the host flake Pulumi staged on a dev server (run as root by Pulumi over SSH) and rolls
+# back to the previous generation if the switch breaks the machine or the path Pulumi deploys through.
 #
 # Usage: apply-flake.sh --host HOST --user USER [--secret-id ID --region REGION]
 #                       [--home-device PATH] [--deploy-public-key 'ssh-ed25519 AAAA...']
 #                       [--token-script PATH] [--shared-input NAME]
 #
-# Before switching it refreshes the host flake's lock for the shared input (default `devserver`),
-# so a re-apply builds the shared flake's current commit; flake.lock is put back as it was
-# whenever the run does not end in a verified switch. After the switch verify-login.sh checks
-# that the developer USER (GitHub keys through sshd's AuthorizedKeysCommand) and root (deploy key)
-# can log in; a failure rolls back.
+# Pulumi copies flake.nix and writes machine.json into the staging directory; this script adds a
+# copy of /etc/nixos/flake.lock, refreshes the shared input (default `devserver`) there, so a
+# re-apply builds the shared flake's current commit, and builds and switches from the staging
+# directory (a plain `path:` flake). After the switch verify-login.sh checks that the developer
+# USER (GitHub keys through sshd's AuthorizedKeysCommand) and root (deploy key) can log in; a
+# failure rolls back. Only a verified switch installs flake.nix, machine.json and flake.lock into
+# /etc/nixos, so the nightly upgrade never builds a configuration that was rejected here.
 #
 # Exit codes: 0 applied and verified; 1 usage or setup error; 2 home device never appeared;
 # 3 token fetch failed; 4 nixos-rebuild failed and the system did not change; 5 the new system
 # failed (switch or verification) and the previous generation is active again; 6 rollback failed;
 # 7 verification failed but the switch changed nothing (same generation), so nothing to roll back;
-# 8 the shared flake input could not be updated (nothing was changed).
+# 8 the shared flake input could not be updated (nothing was changed); 9 the verified system is
+# running but /etc/nixos could not be updated (the nightly upgrade would build the old flake);
+# 10 another deployment or the nightly nixos-upgrade kept running past the lock timeout.
 #
 # Env (tests override these; the defaults are the real machine):
-#   DEVSERVER_FLAKE_DIR (/etc/nixos), DEVSERVER_SYSTEM_PROFILE (/nix/var/nix/profiles/system),
+#   DEVSERVER_FLAKE_DIR (/etc/nixos), DEVSERVER_STAGE_DIR (/var/lib/devserver/deploy/host),
+#   DEVSERVER_SYSTEM_PROFILE (/nix/var/nix/profiles/system), DEVSERVER_SYSTEMD_DIR
+#   (/run/systemd/system: when present, activation runs in its own unit via systemd-run),
 #   DEVSERVER_RUN_DIR (/run/devserver), DEVSERVER_ROOT_HOME (/root, read by verify-login.sh),
-#   DEVSERVER_HOME_DEVICE_TIMEOUT (300 s), DEVSERVER_HOME_DEVICE_POLL (2 s).
+#   DEVSERVER_HOME_DEVICE_TIMEOUT (300 s), DEVSERVER_HOME_DEVICE_POLL (2 s),
+#   DEVSERVER_LOCK_TIMEOUT (1800 s), DEVSERVER_LOCK_POLL (5 s).
 #
-# External commands (nixos-rebuild, nix-env, nix, systemctl, findmnt, sshd, getent, setpriv) come
-# from PATH.
+# External commands (nixos-rebuild, nix-env, nix, nix-build, nixos-version, systemd-run, systemctl,
+# findmnt, sshd, getent, setpriv) come from PATH.
 set -euo pipefail
 
 readonly prog=apply-flake
@@ -40,16 +47,19 @@ deploy_public_key=
 token_script=$script_dir/fetch-github-token.sh
 
 flake_dir=${DEVSERVER_FLAKE_DIR:-/etc/nixos}
+stage_dir=${DEVSERVER_STAGE_DIR:-/var/lib/devserver/deploy/host}
+systemd_dir=${DEVSERVER_SYSTEMD_DIR:-/run/systemd/system}
 system_profile=${DEVSERVER_SYSTEM_PROFILE:-/nix/var/nix/profiles/system}
 run_dir=${DEVSERVER_RUN_DIR:-/run/devserver}
 device_timeout=${DEVSERVER_HOME_DEVICE_TIMEOUT:-300}
 device_poll=${DEVSERVER_HOME_DEVICE_POLL:-2}
+lock_timeout=${DEVSERVER_LOCK_TIMEOUT:-1800}
+lock_poll=${DEVSERVER_LOCK_POLL:-5}
 token_file=$run_dir/nix-access-tokens.conf
 deploy_conf=$run_dir/nix-deploy.conf
-lock_file=$flake_dir/flake.lock
-lock_backup=$flake_dir/flake.lock.pre-apply
-lock_saved=false
-lock_keep=false
+# The files that make the host flake; /etc/nixos gets them only after a verified switch.
+readonly flake_files=(flake.nix machine.json flake.lock)
+stage_lock=$stage_dir/flake.lock
 
 log() {
 	printf '[%s] %s\n' "$prog" "$*" >&2
@@ -59,22 +69,9 @@ step() {
 	printf '\n[%s] ==> %s\n' "$prog" "$*" >&2
 }
 
-# Whatever happens, flake.lock ends as it was unless the new system was switched to and verified.
-restore_lock() {
-	if [[ $lock_saved == true && $lock_keep != true ]]; then
-		lock_saved=false
-		if [[ -e $lock_backup ]]; then
-			mv -f -- "$lock_backup" "$lock_file" && log "restored the previous $lock_file"
-		elif [[ -e $lock_file ]]; then
-			rm -f -- "$lock_file" && log "removed the $lock_file this run created"
-		fi
-	fi
-}
 fail() {
 	local code=$1
 	shift
-	# Before the message, so the error stays the last line Pulumi shows.
-	restore_lock
 	printf '[%s] ERROR: %s\n' "$prog" "$*" >&2
 	exit "$code"
 }
@@ -122,7 +119,10 @@ if [[ -n $deploy_public_key ]]; then
 fi
 [[ $device_timeout =~ ^[0-9]+$ && $device_poll =~ ^[0-9]+([.][0-9]+)?$ ]] ||
 	fail 1 "DEVSERVER_HOME_DEVICE_TIMEOUT/_POLL must be numbers of seconds"
-[[ -f $flake_dir/flake.nix ]] || fail 1 "$flake_dir/flake.nix is missing (Pulumi copies it before running this script)"
+[[ $lock_timeout =~ ^[0-9]+$ && $lock_poll =~ ^[0-9]+([.][0-9]+)?$ ]] ||
+	fail 1 "DEVSERVER_LOCK_TIMEOUT/_POLL must be numbers of seconds"
+[[ -f $stage_dir/flake.nix ]] || fail 1 "$stage_dir/flake.nix is missing (Pulumi copies it before running this script)"
+[[ -f $stage_dir/machine.json ]] || fail 1 "$stage_dir/machine.json is missing (Pulumi writes it before running this script)"
 
 # A non-interactive SSH session may not have the NixOS system PATH; append so fakes on PATH win.
 for dir in /run/wrappers/bin /run/current-system/sw/bin; do
@@ -137,16 +137,28 @@ umask 077
 [[ -d $run_dir ]] || install -d -m 0755 -- "$run_dir"
 cleanup() {
 	rm -f -- "$deploy_conf" "$deploy_conf".tmp.*
-	restore_lock
-	rm -f -- "$lock_backup"
 }
 trap cleanup EXIT
-if [[ -e $lock_file ]]; then
-	cp -p -- "$lock_file" "$lock_backup"
-else
-	rm -f -- "$lock_backup"
+
+# --- 0. one writer of the system at a time --------------------------------------------------------
+# The nightly nixos-upgrade's guard (upgrade-flake-lock.sh) skips the upgrade while this lock is
+# held; an upgrade that started first is "activating" or later, and this run waits for it.
+step "taking $run_dir/deploy.lock and waiting for any running nixos-upgrade (up to ${lock_timeout}s)"
+exec 9>"$run_dir/deploy.lock"
+flock --wait "$lock_timeout" 9 ||
+	fail 10 "another deployment still holds $run_dir/deploy.lock after ${lock_timeout}s; nothing was changed"
+lock_deadline=$((SECONDS + lock_timeout))
+while upgrade_state=$(systemctl show --property=ActiveState --value nixos-upgrade.service) &&
+	[[ $upgrade_state =~ ^(activating|active|deactivating|reloading)$ ]]; do
+	((SECONDS < lock_deadline)) ||
+		fail 10 "nixos-upgrade.service is still $upgrade_state after ${lock_timeout}s; nothing was changed"
+	sleep "$lock_poll"
+done
+# The staged flake starts from the lock the running system was built from (none on a first apply).
+rm -f -- "$stage_lock"
+if [[ -e $flake_dir/flake.lock ]]; then
+	cp -- "$flake_dir/flake.lock" "$stage_lock"
 fi
-lock_saved=true
 
 # --- 1. home volume -------------------------------------------------------------------------
 if [[ -n $home_device ]]; then
@@ -190,20 +202,25 @@ if [[ -n $secret_id ]]; then
 	step "fetching the GitHub token from $secret_id with the instance role"
 	[[ -f $token_script ]] || fail 1 "token script $token_script not found (use --token-script)"
 	if ! command -v aws >/dev/null; then
-		# The stock NixOS AMI has no AWS CLI: borrow awscli2 for this one run from the nixpkgs the
-		# host flake pins (a public input), not the global registry's unpinned nixpkgs-unstable.
-		# Locking needs no token when the shared flake is public; a private one must be locked
-		# already (every apply after the first) or have the CLI on the image.
-		if [[ ! -e $lock_file ]]; then
-			log "no $lock_file yet: locking the host flake to learn its nixpkgs"
-			nix flake lock "$flake_dir" ||
-				fail 3 "could not lock $flake_dir (a private shared flake needs the token, which needs the aws CLI: put awscli2 on the image or lock the host flake once by hand)"
+		# The stock NixOS AMI has no AWS CLI: borrow awscli2 for this one run, always from a pinned,
+		# public nixpkgs (never the global registry's unpinned nixpkgs-unstable), and without locking
+		# the host flake: a private shared input cannot be locked before the token is here.
+		awscli_out=
+		if [[ -e $stage_lock ]] &&
+			nixpkgs_ref=$(nix eval --impure --raw --file "$script_dir/locked-nixpkgs.nix" --argstr lockFile "$stage_lock"); then
+			log "aws CLI not on PATH: building awscli2 from the nixpkgs the host flake pins, $nixpkgs_ref"
+			awscli_out=$(nix build --no-link --print-out-paths "$nixpkgs_ref#awscli2") ||
+				fail 3 "could not build $nixpkgs_ref#awscli2 to read the token"
+		elif nixos_revision=$(nixos-version --revision) && [[ $nixos_revision =~ ^[0-9a-f]{40}$ ]]; then
+			# Hydra-built images record the nixpkgs commit they were built from (system.nixos.revision).
+			log "aws CLI not on PATH and no flake.lock yet: building awscli2 from the running system's nixpkgs $nixos_revision"
+			awscli_out=$(nix build --no-link --print-out-paths "github:NixOS/nixpkgs/$nixos_revision#awscli2") ||
+				fail 3 "could not build github:NixOS/nixpkgs/$nixos_revision#awscli2 to read the token"
+		else
+			log "aws CLI not on PATH, no flake.lock and no known nixpkgs revision: building awscli2 from root's <nixpkgs> channel"
+			awscli_out=$(nix-build '<nixpkgs>' -A awscli2 --no-out-link) ||
+				fail 3 "no aws CLI to read the token: nixos-version knows no nixpkgs revision and root's <nixpkgs> channel could not build awscli2 (put awscli2 on the image, or run nix-channel --update once)"
 		fi
-		nixpkgs_ref=$(nix eval --impure --raw --file "$script_dir/locked-nixpkgs.nix" --argstr lockFile "$lock_file") ||
-			fail 3 "could not read the nixpkgs that $lock_file pins"
-		log "aws CLI not on PATH (the stock AMI has none): building awscli2 from $nixpkgs_ref"
-		awscli_out=$(nix build --no-link --print-out-paths "$nixpkgs_ref#awscli2") ||
-			fail 3 "could not build $nixpkgs_ref#awscli2 to read the token"
 		PATH=$awscli_out/bin:$PATH
 	fi
 	bash "$token_script" --secret-id "$secret_id" --region "$region" --output "$token_file" ||
@@ -216,8 +233,8 @@ fi
 # A re-apply must build the shared flake's current commit even when its reference is unchanged;
 # only that input moves (nixpkgs follows it). `nix flake update <input>` replaced --update-input.
 step "updating the host flake's '$shared_input' input to the shared flake's current commit"
-nix flake update "$shared_input" --flake "$flake_dir" ||
-	fail 8 "could not update the '$shared_input' input of $flake_dir; nothing was changed"
+nix flake update "$shared_input" --flake "$stage_dir" ||
+	fail 8 "could not update the '$shared_input' input of $stage_dir; nothing was changed"
 
 # --- 5. switch ----------------------------------------------------------------------------------
 previous_generation=$(readlink -- "$system_profile") ||
@@ -225,7 +242,19 @@ previous_generation=$(readlink -- "$system_profile") ||
 [[ $previous_generation =~ -([0-9]+)-link$ ]] ||
 	fail 1 "$system_profile points to '$previous_generation', not a profile generation link"
 previous_number=${BASH_REMATCH[1]}
-step "switching to $flake_dir#$host (current generation: $previous_generation)"
+step "switching to $stage_dir#$host (current generation: $previous_generation)"
+
+# Activation in its own transient unit, the way nixos-rebuild-ng does it: a dropped SSH connection
+# cannot kill it half-way (nixpkgs#39118). Without systemd (a container) it runs directly.
+activate() {
+	if [[ -d $systemd_dir ]]; then
+		NIXOS_INSTALL_BOOTLOADER=0 systemd-run -E LOCALE_ARCHIVE -E NIXOS_INSTALL_BOOTLOADER \
+			--collect --no-ask-password --pipe --quiet --wait --service-type=exec \
+			--unit=nixos-rebuild-switch-to-configuration "$@"
+	else
+		NIXOS_INSTALL_BOOTLOADER=0 "$@"
+	fi
+}
 
 # Roll back to exactly the recorded generation, the way `nixos-rebuild --rollback` does it
 # (move the profile, activate it) but without evaluating the new flake or guessing "previous".
@@ -233,7 +262,7 @@ rollback() {
 	local reason=$1 now
 	step "rolling back to $previous_generation: $reason"
 	if nix-env --profile "$system_profile" --switch-generation "$previous_number" &&
-		"$system_profile/bin/switch-to-configuration" switch; then
+		activate "$system_profile/bin/switch-to-configuration" switch; then
 		now=$(readlink -- "$system_profile" || true)
 		if [[ $now == "$previous_generation" ]]; then
 			fail 5 "$reason. The previous generation $previous_generation is active again."
@@ -245,7 +274,8 @@ rollback() {
 
 # Output goes straight to our stdout/stderr (no pipe), so Pulumi streams it line by line.
 rebuild_status=0
-nixos-rebuild switch --flake "$flake_dir#$host" || rebuild_status=$?
+# 9>&-: nothing the activation starts may keep holding the deploy lock after this run.
+nixos-rebuild switch --flake "$stage_dir#$host" 9>&- || rebuild_status=$?
 current_generation=$(readlink -- "$system_profile" || true)
 if ((rebuild_status != 0)); then
 	if [[ $current_generation == "$previous_generation" ]]; then
@@ -288,5 +318,22 @@ if ((${#problems[@]} > 0)); then
 	fi
 	rollback "the new system failed verification: $summary"
 fi
-lock_keep=true
-step "applied $flake_dir#$host as $current_generation and verified it"
+
+# --- 7. install the verified flake into /etc/nixos --------------------------------------------
+# Each file is written beside and renamed over (atomic per file); flake.nix goes last, so a crash
+# half-way leaves the previous flake.nix, never a new flake.nix with an old machine.json.
+step "installing the verified host flake into $flake_dir"
+install -d -m 0755 -- "$flake_dir"
+for name in "${flake_files[@]}"; do
+	# A leftover from an interrupted run must not be installed in place of a file this run lacks.
+	rm -f -- "$flake_dir/.$name.new"
+	[[ -e $stage_dir/$name ]] || continue
+	install -m 0644 -- "$stage_dir/$name" "$flake_dir/.$name.new" ||
+		fail 9 "switched to and verified $current_generation, but could not write $flake_dir/.$name.new; $flake_dir still holds the previous host flake"
+done
+for name in machine.json flake.lock flake.nix; do
+	[[ -e $flake_dir/.$name.new ]] || continue
+	mv -f -- "$flake_dir/.$name.new" "$flake_dir/$name" ||
+		fail 9 "switched to and verified $current_generation, but could not install $flake_dir/$name"
+done
+step "applied $stage_dir#$host as $current_generation, verified it and installed it into $flake_dir"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Power the machine off once no SSH session has been open and the CPU has been quiet for N minutes.
+# Power the machine off once no SSH or Session Manager session has been open and the CPU has been
+# quiet for N minutes.
 #
 # Run every minute by a systemd timer. Every input is an environment variable so tests can fake it:
 #   IDLE_STOP_MINUTES         minutes of idleness before poweroff (required, > 0)
@@ -7,6 +8,9 @@
 #   IDLE_STOP_LOADAVG_FILE    file in /proc/loadavg format (/proc/loadavg)
 #   IDLE_STOP_SSH_PORT        sshd port for the default session count (22)
 #   IDLE_STOP_SESSIONS_CMD    shell command printing one line per established SSH connection
+#   IDLE_STOP_SSM_SESSIONS_CMD shell command printing one line per SSM Session Manager session
+#                             (pgrep of ssm-session-worker, one per session); exit 1 with no
+#                             output means none, as pgrep reports it
 #   IDLE_STOP_POWEROFF_CMD    shell command that stops the machine (systemctl poweroff)
 #   IDLE_STOP_STATE_FILE      where the idle-since timestamp lives (/run/devserver-idle-stop/idle-since)
 #   IDLE_STOP_NOW             current time in epoch seconds (date +%s)
@@ -23,6 +27,8 @@ threshold=${IDLE_STOP_LOAD_THRESHOLD:-0.5}
 loadavg_file=${IDLE_STOP_LOADAVG_FILE:-/proc/loadavg}
 ssh_port=${IDLE_STOP_SSH_PORT:-22}
 sessions_cmd=${IDLE_STOP_SESSIONS_CMD:-"ss -Htn state established '( sport = :${ssh_port} )'"}
+# amazon-ssm-agent runs one ssm-session-worker per Session Manager session (break-glass shell).
+ssm_sessions_cmd=${IDLE_STOP_SSM_SESSIONS_CMD:-"pgrep -f '(^|/)ssm-session-worker( |\$)'"}
 poweroff_cmd=${IDLE_STOP_POWEROFF_CMD:-systemctl poweroff}
 state_file=${IDLE_STOP_STATE_FILE:-/run/devserver-idle-stop/idle-since}
 now=${IDLE_STOP_NOW:-$(date +%s)}
@@ -34,6 +40,14 @@ if ! sessions_out=$(bash -c "$sessions_cmd"); then
   exit 0
 fi
 sessions=$(grep -c . <<<"$sessions_out" || true)
+ssm_status=0
+ssm_out=$(bash -c "$ssm_sessions_cmd") || ssm_status=$?
+if ((ssm_status > 1)) || { ((ssm_status == 1)) && [[ -n $ssm_out ]]; }; then
+  log "cannot count Session Manager sessions ($ssm_sessions_cmd exited $ssm_status); staying up"
+  rm -f "$state_file"
+  exit 0
+fi
+ssm_sessions=$(grep -c . <<<"$ssm_out" || true)
 
 load1=""
 if [[ -r "$loadavg_file" ]]; then
@@ -45,7 +59,7 @@ if ! [[ "$load1" =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
   exit 0
 fi
 
-if ((sessions > 0)) || awk -v l="$load1" -v t="$threshold" 'BEGIN { exit !(l > t) }'; then
+if ((sessions > 0 || ssm_sessions > 0)) || awk -v l="$load1" -v t="$threshold" 'BEGIN { exit !(l > t) }'; then
   # Activity resets the clock.
   rm -f "$state_file"
   exit 0
@@ -58,7 +72,7 @@ fi
 if ! [[ "$idle_since" =~ ^[0-9]+$ ]] || ((idle_since > now)); then
   mkdir -p "$(dirname "$state_file")"
   echo "$now" >"$state_file"
-  log "idle (0 SSH sessions, load $load1); powering off after $minutes minutes"
+  log "idle (0 SSH and 0 Session Manager sessions, load $load1); powering off after $minutes minutes"
   exit 0
 fi
 

@@ -9,13 +9,13 @@
 # AuthorizedKeysCommand the way openssh's subprocess() does before running it (absolute path,
 # safe_path: a root-owned regular file, no group- or world-writable file or directory up to /,
 # symlinks resolved), runs it as AuthorizedKeysCommandUser with sshd's minimal environment, and
-# requires at least one public key in its output. It also checks the account (exists, a shell,
-# a home directory it owns). Exit 0: all good; 1: usage; 2: a check failed (reasons on stderr).
+# requires at least one public key in its output. It also checks the account (exists, the only
+# passwd entry with its uid, a shell, a home directory it owns). Exit 0: all good; 1: usage; 2: a check failed (reasons on stderr).
 #
 # Env (tests override these; the defaults are the real machine):
 #   DEVSERVER_SSHD_CONFIG (sshd's own default), DEVSERVER_ROOT_HOME (/root),
 #   DEVSERVER_KEYS_TIMEOUT (30 s for the keys command).
-# External commands (sshd, systemctl, getent, setpriv, timeout) come from PATH.
+# External commands (sshd, systemctl, getent, setpriv, timeout, awk, paste) come from PATH.
 set -euo pipefail
 
 readonly prog=verify-login
@@ -134,6 +134,11 @@ if passwd_line=$(getent passwd "$user"); then
 	IFS=: read -r _ _ uid _ _ home shell <<<"$passwd_line"
 	if [[ ! -x $shell ]]; then
 		problem "$user's login shell '$shell' is not an executable file (sshd refuses such accounts)"
+	fi
+	# Two accounts on one uid share every file and process: sshd, ps and ls can show either name.
+	uid_owners=$(getent passwd | awk -F: -v uid="$uid" '$3 == uid { print $1 }' | paste -sd, -) || true
+	if [[ $uid_owners != "$user" ]]; then
+		problem "uid $uid must belong to $user alone, but getent passwd lists it for: ${uid_owners:-nobody}"
 	fi
 	if [[ ! -d $home ]]; then
 		problem "$user's home directory $home does not exist"

@@ -30,6 +30,7 @@ let
     "coreutils"
     "curl"
     "gawk"
+    "getent"
     "gh"
     "gnugrep"
     "iproute2"
@@ -37,6 +38,7 @@ let
     "nix"
     "nixfmt"
     "nixfmt-tree"
+    "procps"
     "shadow"
     "systemd"
     "util-linux"
@@ -236,6 +238,11 @@ let
       systemd = freeformWith { tmpfiles = freeformWith { rules = listOption lib.types.str; }; };
       system = freeformWith {
         stateVersion = lib.mkOption { type = lib.types.str; };
+        # activation-script.nix: named scripts ({ text, deps }), empty by default.
+        activationScripts = lib.mkOption {
+          type = lib.types.attrsOf freeform;
+          default = { };
+        };
       };
     };
     config = {
@@ -336,6 +343,7 @@ in
   etc = lib.mapAttrs (_: f: { inherit (f) mode text; }) (config.environment.etc or { });
   homeDirsService = service "devserver-home-dirs";
   ssmAgent = config.services.amazon-ssm-agent.enable or null;
+  activationScripts = config.system.activationScripts;
   upgradeService = service "nixos-upgrade";
   mutableUsers = config.users.mutableUsers;
   sudo = config.security.sudo;

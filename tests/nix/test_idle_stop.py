@@ -1,7 +1,9 @@
-"""nix/scripts/idle-stop.sh run for real with a fake loadavg, session counter and poweroff."""
+"""nix/scripts/idle-stop.sh run for real with a fake loadavg, session counters and poweroff."""
 
 import os
+import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,10 @@ class Machine:
         return self.tmp / "sessions"
 
     @property
+    def ssm_sessions(self) -> Path:
+        return self.tmp / "ssm-sessions"
+
+    @property
     def state(self) -> Path:
         return self.tmp / "run" / "idle-since"
 
@@ -34,12 +40,14 @@ class Machine:
     def powered_off(self) -> Path:
         return self.tmp / "powered-off"
 
-    def set(self, *, load: str, ssh_sessions: int) -> None:
+    def set(self, *, load: str, ssh_sessions: int, ssm_sessions: int = 0) -> None:
         self.loadavg.write_text(f"{load} 0.10 0.05 1/123 4567\n")
         lines = "".join(
             f"ESTAB 0 0 10.0.0.5:22 198.51.100.{i}:5{i}000\n" for i in range(ssh_sessions)
         )
         self.sessions.write_text(lines)
+        # pgrep -f prints one pid per matching ssm-session-worker process.
+        self.ssm_sessions.write_text("".join(f"{4000 + i}\n" for i in range(ssm_sessions)))
 
     def tick(self, now: int, **env: str) -> subprocess.CompletedProcess[str]:
         full_env = {
@@ -47,6 +55,7 @@ class Machine:
             "IDLE_STOP_MINUTES": str(MINUTES),
             "IDLE_STOP_LOADAVG_FILE": str(self.loadavg),
             "IDLE_STOP_SESSIONS_CMD": f"cat {self.sessions}",
+            "IDLE_STOP_SSM_SESSIONS_CMD": f"cat {self.ssm_sessions}",
             "IDLE_STOP_POWEROFF_CMD": f"touch {self.powered_off}",
             "IDLE_STOP_STATE_FILE": str(self.state),
             "IDLE_STOP_NOW": str(now),
@@ -79,6 +88,47 @@ def test_open_ssh_session_keeps_the_machine_up(machine: Machine) -> None:
     assert not machine.powered_off.exists(), (
         "an open SSH (or VS Code) session must keep the machine up"
     )
+
+
+def test_open_session_manager_session_keeps_the_machine_up(machine: Machine) -> None:
+    # Break-glass through SSM Session Manager has no TCP connection on port 22.
+    machine.set(load="0.00", ssh_sessions=0, ssm_sessions=1)
+    for minute in range(0, 3 * MINUTES, 5):
+        machine.tick(T0 + minute * 60)
+    assert not machine.powered_off.exists(), "a Session Manager shell must keep the machine up"
+    assert not machine.state.exists(), "a Session Manager session must clear idle-since"
+
+
+def test_a_real_ssm_session_worker_process_is_counted_by_the_default_command(
+    machine: Machine, tmp_path: Path
+) -> None:
+    # The agent starts `<store path>/bin/ssm-session-worker <session id> <instance id>`.
+    if shutil.which("pgrep") is None:
+        pytest.skip("pgrep (procps) is not installed")
+    worker = tmp_path / "bin" / "ssm-session-worker"
+    worker.parent.mkdir()
+    shutil.copy("/bin/sleep", worker)
+    machine.set(load="0.00", ssh_sessions=0)
+    # An empty IDLE_STOP_SSM_SESSIONS_CMD selects the script's default (pgrep) command.
+    no_worker = machine.tick(T0, IDLE_STOP_SSM_SESSIONS_CMD="")
+    assert machine.state.exists(), f"no worker, no session: {no_worker.stdout}"
+    process = subprocess.Popen([str(worker), "300"])
+    try:
+        time.sleep(0.2)
+        machine.tick(T0 + MINUTES * 60, IDLE_STOP_SSM_SESSIONS_CMD="")
+    finally:
+        process.kill()
+        process.wait()
+    assert not machine.powered_off.exists(), "a running ssm-session-worker must keep the machine up"
+    assert not machine.state.exists(), "a running ssm-session-worker must clear idle-since"
+
+
+def test_unknown_session_manager_count_counts_as_busy(machine: Machine) -> None:
+    machine.set(load="0.00", ssh_sessions=0)
+    result = machine.tick(T0 + MINUTES * 60, IDLE_STOP_SSM_SESSIONS_CMD="exit 3")
+    assert "cannot count Session Manager sessions" in result.stdout
+    assert not machine.powered_off.exists()
+    assert not machine.state.exists()
 
 
 def test_idle_for_less_than_the_limit_stays_up(machine: Machine) -> None:

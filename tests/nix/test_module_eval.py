@@ -175,10 +175,26 @@ def test_first_login_shell_has_a_managed_zshrc(sample: dict[str, Any]) -> None:
     assert sample["homeManagerUser"]["programs"]["zsh"]["enable"] is True
 
 
-def test_developer_uid_is_pinned_so_a_new_instance_owns_the_old_home(
+def test_developer_uid_is_pinned_clear_of_the_uids_stock_accounts_take(
     sample: dict[str, Any],
 ) -> None:
-    assert sample["user"]["uid"] == 1000
+    # Pinned, so a new instance owns the old /home; not 1000, which the image's ssm-user (a normal
+    # user created before this flake is applied) takes, and not a static id from ids.nix (< 400).
+    uid = sample["user"]["uid"]
+    assert uid == 2000, f"the developer's uid is {uid}"
+    assert sample["ssmAgent"] is True, "ssm-user exists, so 1000 is taken on a fresh image"
+
+
+def test_ssm_user_is_moved_off_the_developers_uid_before_the_users_script_runs(
+    sample: dict[str, Any],
+) -> None:
+    # Servers deployed with uid 1000 share it with ssm-user; update-users-groups.pl keeps both.
+    scripts = sample["activationScripts"]
+    free = scripts["devserverFreeDeveloperUid"]["text"]
+    assert free.endswith("/bin/devserver-free-developer-uid alice"), free
+    assert "devserverFreeDeveloperUid" in scripts["users"]["deps"], "it must run before `users`"
+    without_agent = evaluate(host="{ services.amazon-ssm-agent.enable = false; }")
+    assert "devserverFreeDeveloperUid" not in without_agent["activationScripts"]
 
 
 def test_the_ssm_agent_runs_for_break_glass_unless_the_host_turns_it_off(
@@ -348,6 +364,23 @@ def test_nightly_upgrade_saves_the_lock_and_restores_it_when_it_fails(
     )
     # ExecStopPost also runs after a failed start; the script reads $SERVICE_RESULT.
     assert unit["serviceConfig"]["ExecStopPost"].endswith(f"{tool} restore /etc/nixos")
+
+
+def test_nightly_upgrade_is_skipped_during_a_deployment_and_login_checked_after_its_switch(
+    sample: dict[str, Any],
+) -> None:
+    unit = sample["upgradeService"]
+    tool = "/bin/devserver-upgrade-flake-lock"
+    lines = [line.strip() for line in unit["preStart"].strip().splitlines()]
+    assert lines[0].endswith(f"{tool} guard /etc/nixos"), (
+        f"nixos-upgrade preStart must start with the deploy-lock guard: {lines}"
+    )
+    post = unit["postStart"]
+    key = sample["users"]["root"]["authorizedKeys"][0]
+    assert f"{tool} verify /etc/nixos " in post, post
+    assert post.endswith(f"/bin/devserver-verify-login --user alice --deploy-public-key '{key}'"), (
+        post
+    )
 
 
 def test_nightly_upgrade_waits_for_the_token_unit_at_boot(sample: dict[str, Any]) -> None:

@@ -1,7 +1,10 @@
-"""nix/scripts/upgrade-flake-lock.sh: the nightly upgrade's flake.lock is put back when it fails."""
+"""nix/scripts/upgrade-flake-lock.sh: the nightly upgrade's flake.lock is put back when it fails,
+it is skipped while a deployment holds the deploy lock, and a new system that fails the login
+check is rolled back (fake nix-env and systemd-run on PATH, a real profile symlink chain)."""
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 from pathlib import Path
 
@@ -12,15 +15,33 @@ OLD = '{"note": "lock of the running system"}\n'
 NEW = '{"note": "after nix flake update devserver"}\n'
 
 
-def run(action: str, flake_dir: Path, result: str | None = None) -> str:
-    env = {"PATH": "/usr/bin:/bin"} | ({"SERVICE_RESULT": result} if result else {})
-    done = subprocess.run(
-        ["bash", str(SCRIPT), action, str(flake_dir)],
+def _env(flake_dir: Path) -> dict[str, str]:
+    # Beside the flake dir, so the flake dir's listing stays what the tests assert.
+    root = flake_dir.with_name(flake_dir.name + "-machine")
+    return {
+        "PATH": f"{root / 'bin'}:/usr/bin:/bin",
+        "DEVSERVER_RUN_DIR": str(root / "run"),
+        "DEVSERVER_SYSTEM_PROFILE": str(root / "profiles" / "system"),
+        "DEVSERVER_SYSTEMD_DIR": str(root / "run" / "systemd" / "system"),
+        "FAKE_CALLS": str(root / "calls.log"),
+    }
+
+
+def invoke(
+    action: str, flake_dir: Path, *args: str, result: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = _env(flake_dir) | ({"SERVICE_RESULT": result} if result else {})
+    return subprocess.run(
+        ["bash", str(SCRIPT), action, str(flake_dir), *args],
         env=env,
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def run(action: str, flake_dir: Path, result: str | None = None) -> str:
+    done = invoke(action, flake_dir, result=result)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -58,3 +79,104 @@ def test_failed_upgrade_removes_a_lock_it_created(tmp_path: Path) -> None:
     run("restore", tmp_path, "exit-code")
 
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def machine(tmp_path: Path) -> Path:
+    """A flake dir beside a fake machine: generation 1 is running, the upgrade made generation 2."""
+    flake_dir = tmp_path / "etc-nixos"
+    flake_dir.mkdir()
+    env = _env(flake_dir)
+    calls = env["FAKE_CALLS"]
+    bin_dir = Path(env["PATH"].split(":")[0])
+    bin_dir.mkdir(parents=True)
+    fakes = {
+        "nix-env": 'echo "nix-env $*" >> "$FAKE_CALLS"\nln -sfn "$(basename "$2")-$4-link" "$2"\n',
+        "systemd-run": (
+            'echo "systemd-run $*" >> "$FAKE_CALLS"\n'
+            "while [[ $1 == -* ]]; do if [[ $1 == -E ]]; then shift; fi; shift; done\n"
+            'exec "$@"\n'
+        ),
+    }
+    for name, body in fakes.items():
+        (bin_dir / name).write_text("#!/bin/bash\nset -eu\n" + body)
+        (bin_dir / name).chmod(0o755)
+    profile = Path(env["DEVSERVER_SYSTEM_PROFILE"])
+    for n in (1, 2):
+        stc = profile.parent / f"system-gen{n}" / "bin" / "switch-to-configuration"
+        stc.parent.mkdir(parents=True)
+        stc.write_text(f'#!/bin/bash\necho "gen{n}/switch-to-configuration $*" >> {calls}\n')
+        stc.chmod(0o755)
+        (profile.parent / f"system-{n}-link").symlink_to(profile.parent / f"system-gen{n}")
+    profile.symlink_to("system-1-link")
+    Path(env["DEVSERVER_SYSTEMD_DIR"]).mkdir(parents=True)
+    return flake_dir
+
+
+def _calls(flake_dir: Path) -> list[str]:
+    log = Path(_env(flake_dir)["FAKE_CALLS"])
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def _upgrade_switches(flake_dir: Path) -> None:
+    Path(_env(flake_dir)["DEVSERVER_SYSTEM_PROFILE"]).unlink()
+    Path(_env(flake_dir)["DEVSERVER_SYSTEM_PROFILE"]).symlink_to("system-2-link")
+
+
+def test_upgrade_is_skipped_while_a_deployment_holds_the_deploy_lock(machine: Path) -> None:
+    run_dir = Path(_env(machine)["DEVSERVER_RUN_DIR"])
+    with (run_dir / "deploy.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        done = invoke("guard", machine)
+
+    assert done.returncode == 1, "nixos-upgrade must fail its preStart, before touching anything"
+    assert "holds" in done.stderr and "skipping this upgrade" in done.stderr, done.stderr
+
+
+def test_guard_records_the_running_generation_when_no_deployment_runs(machine: Path) -> None:
+    done = invoke("guard", machine)
+
+    assert done.returncode == 0, done.stderr
+    recorded = Path(_env(machine)["DEVSERVER_RUN_DIR"]) / "upgrade-previous-generation"
+    assert recorded.read_text().strip() == "system-1-link"
+
+
+def test_new_system_that_passes_the_login_check_is_kept(machine: Path) -> None:
+    invoke("guard", machine)
+    _upgrade_switches(machine)
+
+    done = invoke("verify", machine, "true")
+
+    assert done.returncode == 0, done.stderr
+    assert _calls(machine) == [], "no rollback after a passing check"
+
+
+def test_new_system_that_fails_the_login_check_is_rolled_back_in_its_own_unit(
+    machine: Path,
+) -> None:
+    invoke("guard", machine)
+    _upgrade_switches(machine)
+
+    done = invoke("verify", machine, "false")
+
+    assert done.returncode == 1, "the unit must fail, so ExecStopPost puts the lock back"
+    profile = Path(_env(machine)["DEVSERVER_SYSTEM_PROFILE"])
+    assert str(profile.readlink()) == "system-1-link"
+    calls = _calls(machine)
+    assert calls[0] == f"nix-env --profile {profile} --switch-generation 1", calls
+    assert calls[1].startswith("systemd-run -E LOCALE_ARCHIVE -E NIXOS_INSTALL_BOOTLOADER"), calls
+    assert "--unit=nixos-rebuild-switch-to-configuration" in calls[1], calls
+    assert calls[2] == "gen1/switch-to-configuration switch", calls
+    assert "rolled back to system-1-link" in done.stderr
+
+
+def test_failed_login_check_without_a_new_generation_fails_without_a_rollback(
+    machine: Path,
+) -> None:
+    invoke("guard", machine)
+
+    done = invoke("verify", machine, "false")
+
+    assert done.returncode == 1
+    assert _calls(machine) == []
+    assert "no other generation to go back to" in done.stderr

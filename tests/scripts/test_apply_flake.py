@@ -1,5 +1,5 @@
-"""nix/scripts/apply-flake.sh with fake nixos-rebuild, nix-env, nix, systemctl, findmnt, getent and
-sshd on PATH.
+"""nix/scripts/apply-flake.sh with fake nixos-rebuild, nix-env, nix, nix-build, nixos-version,
+systemd-run, systemctl, findmnt, getent and sshd on PATH.
 
 The fakes record their calls; the profile is a real symlink chain like /nix/var/nix/profiles. The
 post-switch check is the real verify-login.sh: it runs the keys command sshd -T reports as a real
@@ -7,6 +7,7 @@ unprivileged user (setpriv), so these tests need root, like the machine."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import stat
@@ -40,6 +41,12 @@ GOOD_KEYS_COMMAND = f"/bin/echo {USER_KEY} %u"
 LOCKED_NIXPKGS = "github:NixOS/nixpkgs/3333333333333333333333333333333333333333"
 OLD_LOCK = '{"version": 7, "note": "lock before this apply"}\n'
 UPDATED_LOCK = '{"version": 7, "note": "shared input updated"}\n'
+# What /etc/nixos holds before the apply, and what Pulumi staged for it.
+OLD_FLAKE = "{ outputs = _: { }; } # the flake the running system was built from\n"
+NEW_FLAKE = "{ outputs = _: { }; } # the flake this apply stages\n"
+OLD_MACHINE_JSON = '{"homeDevice": "/dev/old"}\n'
+NEW_MACHINE_JSON = '{"homeDevice": "/dev/new"}\n'
+NIXOS_REVISION = "4444444444444444444444444444444444444444"
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="verify-login.sh runs the keys command as another user (needs root)"
@@ -77,8 +84,13 @@ echo "nix-env $*" >> "$FAKE_CALLS"
 [[ $1 == --profile && $3 == --switch-generation ]] || exit 9
 ln -sfn "$(basename "$2")-$4-link" "$2"
 """,
+    # ActiveState of nixos-upgrade.service comes from a file a test may change while it runs.
     "systemctl": r"""
 echo "systemctl $*" >> "$FAKE_CALLS"
+if [[ $* == "show --property=ActiveState --value nixos-upgrade.service" ]]; then
+  cat "$FAKE_UPGRADE_STATE_FILE" 2>/dev/null || echo inactive
+  exit 0
+fi
 [[ $* == "is-active --quiet sshd.service" && ${FAKE_SSHD:-active} == active ]]
 """,
     "findmnt": r"""
@@ -97,13 +109,22 @@ echo "authorizedkeyscommanduser nobody"
 """,
     # The developer's account; every other name is looked up for real (nobody).
     "getent": r"""
-if [[ $1 == passwd && $2 == "$FAKE_USER" ]]; then
+if [[ $1 == passwd && ${2:-} == "$FAKE_USER" ]]; then
   echo "$FAKE_USER:x:$FAKE_USER_UID:100:Alice:$FAKE_USER_HOME:/bin/bash"
+  exit 0
+fi
+if [[ $* == passwd ]]; then
+  /usr/bin/getent passwd
+  echo "$FAKE_USER:x:$FAKE_USER_UID:100:Alice:$FAKE_USER_HOME:/bin/bash"
+  # What a fresh EC2 image does: amazon-ssm-agent's ssm-user took the uid first.
+  if [[ -n ${FAKE_SSM_USER_UID:-} ]]; then
+    echo "ssm-user:x:$FAKE_SSM_USER_UID:$FAKE_SSM_USER_UID::/home/ssm-user:/bin/sh"
+  fi
   exit 0
 fi
 exec /usr/bin/getent "$@"
 """,
-    # Flake lock and update write a recognisable flake.lock; eval/build stand in for the awscli2 build.
+    # Flake update writes a recognisable flake.lock; eval/build stand in for the awscli2 build.
     "nix": r"""
 echo "nix $*" >> "$FAKE_CALLS"
 case "$1 ${2:-}" in
@@ -111,11 +132,39 @@ case "$1 ${2:-}" in
 "flake update")
   [[ ${FAKE_NIX_UPDATE_EXIT:-0} == 0 ]] || { echo "error: fake update failure" >&2; exit 1; }
   printf '%s\n' '{"version": 7, "note": "shared input updated"}' > "$5/flake.lock" ;;
-"flake lock") printf '%s\n' '{"version": 7, "note": "fresh lock"}' > "$3/flake.lock" ;;
 "eval --impure") echo -n "$FAKE_LOCKED_NIXPKGS" ;;
-"build --no-link") echo "$FAKE_AWSCLI_OUT" ;;
+"build --no-link")
+  [[ ${FAKE_NIX_BUILD_EXIT:-0} == 0 ]] || { echo "error: fake build failure" >&2; exit 1; }
+  echo "$FAKE_AWSCLI_OUT" ;;
 *) exit 9 ;;
 esac
+""",
+    # nixos-version(8): --revision prints system.nixos.revision, or fails when it is unknown.
+    "nixos-version": r"""
+echo "nixos-version $*" >> "$FAKE_CALLS"
+[[ $1 == --revision ]] || exit 9
+if [[ -z ${FAKE_NIXOS_REVISION:-} ]]; then
+  echo "$0: Nixpkgs commit hash is unknown" >&2
+  exit 1
+fi
+echo "$FAKE_NIXOS_REVISION"
+""",
+    "nix-build": r"""
+echo "nix-build $*" >> "$FAKE_CALLS"
+[[ ${FAKE_CHANNEL_BUILD_EXIT:-0} == 0 ]] || { echo "error: file 'nixpkgs' was not found" >&2; exit 1; }
+echo "$FAKE_AWSCLI_OUT"
+""",
+    # Records its options and the inherited NIXOS_INSTALL_BOOTLOADER, then runs the command.
+    "systemd-run": r"""
+echo "systemd-run $* (NIXOS_INSTALL_BOOTLOADER=${NIXOS_INSTALL_BOOTLOADER-unset})" >> "$FAKE_CALLS"
+while (($# > 0)); do
+  case $1 in
+  -E) shift 2 ;;
+  -*) shift ;;
+  *) break ;;
+  esac
+done
+exec "$@"
 """,
     # The token script is a fake too; this only makes the machine look like it has an AWS CLI.
     "aws": 'echo "aws $*" >> "$FAKE_CALLS"\nexit 1\n',
@@ -163,8 +212,20 @@ class Machine:
         return self.root / "deploy" / "fetch-github-token.sh"
 
     @property
+    def etc_nixos(self) -> Path:
+        return self.root / "etc" / "nixos"
+
+    @property
     def lock_file(self) -> Path:
-        return self.root / "etc" / "nixos" / "flake.lock"
+        return self.etc_nixos / "flake.lock"
+
+    @property
+    def stage(self) -> Path:
+        """Where Pulumi copies flake.nix and writes machine.json."""
+        return self.root / "deploy" / "host"
+
+    def etc_nixos_files(self) -> dict[str, str]:
+        return {p.name: p.read_text() for p in sorted(self.etc_nixos.iterdir())}
 
     def calls(self) -> list[str]:
         return self.calls_file.read_text().splitlines() if self.calls_file.exists() else []
@@ -201,8 +262,13 @@ def machine(tmp_path: Path) -> Machine:
     )
     (m.profile.parent / "system-1-link").symlink_to(gen1)
     m.profile.symlink_to("system-1-link")
-    (tmp_path / "etc" / "nixos").mkdir(parents=True)
-    (tmp_path / "etc" / "nixos" / "flake.nix").write_text("{ outputs = _: { }; }\n")
+    m.etc_nixos.mkdir(parents=True)
+    (m.etc_nixos / "flake.nix").write_text(OLD_FLAKE)
+    (m.etc_nixos / "machine.json").write_text(OLD_MACHINE_JSON)
+    m.stage.mkdir(parents=True)
+    (m.stage / "flake.nix").write_text(NEW_FLAKE)
+    (m.stage / "machine.json").write_text(NEW_MACHINE_JSON)
+    (tmp_path / "run" / "systemd" / "system").mkdir(parents=True)
     m.home_device.parent.mkdir(parents=True)
     m.home_device.touch()
     user_home = tmp_path / "home" / USER
@@ -220,11 +286,15 @@ def machine(tmp_path: Path) -> Machine:
         "FAKE_ETC": str(tmp_path / "etc"),
         "FAKE_HOME_SOURCE": str(m.home_device),
         "DEVSERVER_FLAKE_DIR": str(tmp_path / "etc" / "nixos"),
+        "DEVSERVER_STAGE_DIR": str(m.stage),
+        "DEVSERVER_SYSTEMD_DIR": str(tmp_path / "run" / "systemd" / "system"),
         "DEVSERVER_SYSTEM_PROFILE": str(m.profile),
         "DEVSERVER_RUN_DIR": str(m.run_dir),
         "DEVSERVER_ROOT_HOME": str(root_home),
         "DEVSERVER_HOME_DEVICE_TIMEOUT": "5",
         "DEVSERVER_HOME_DEVICE_POLL": "0.1",
+        "DEVSERVER_LOCK_POLL": "0.1",
+        "FAKE_UPGRADE_STATE_FILE": str(tmp_path / "upgrade-state"),
         "FAKE_USER": USER,
         "FAKE_USER_UID": str(USER_UID),
         "FAKE_USER_HOME": str(user_home),
@@ -247,6 +317,11 @@ def assert_rolled_back(m: Machine, result: subprocess.CompletedProcess[str]) -> 
     assert f"nix-env --profile {m.profile} --switch-generation 1" in calls, calls
     assert "gen1/switch-to-configuration switch" in calls, calls
     assert "previous generation system-1-link is active again" in result.stderr
+    assert m.etc_nixos_files() == {
+        "flake.lock": OLD_LOCK,
+        "flake.nix": OLD_FLAKE,
+        "machine.json": OLD_MACHINE_JSON,
+    }, "a rejected flake must not reach /etc/nixos, where the nightly upgrade would build it"
 
 
 def test_success_switches_to_the_host_flake_verifies_and_keeps_the_new_generation(
@@ -256,12 +331,39 @@ def test_success_switches_to_the_host_flake_verifies_and_keeps_the_new_generatio
 
     assert result.returncode == 0, result.stderr
     calls = machine.calls()
-    flake = machine.env["DEVSERVER_FLAKE_DIR"]
-    assert f"nixos-rebuild switch --flake {flake}#devbox" in calls
+    assert f"nixos-rebuild switch --flake {machine.stage}#devbox" in calls, calls
     assert not [c for c in calls if c.startswith("nix-env")], "no rollback on success"
     assert str(machine.profile.readlink()) == "system-2-link"
     assert "building the system configuration" in result.stdout, "rebuild output is streamed"
     assert "[apply-flake] ==> verifying" in result.stderr
+
+
+def test_only_a_verified_switch_installs_the_staged_flake_into_etc_nixos(machine: Machine) -> None:
+    result = machine.apply(*full_args(machine))
+
+    assert result.returncode == 0, result.stderr
+    assert machine.etc_nixos_files() == {
+        "flake.lock": UPDATED_LOCK,
+        "flake.nix": NEW_FLAKE,
+        "machine.json": NEW_MACHINE_JSON,
+    }, "/etc/nixos must hold exactly what was switched to and verified"
+    for name in ("flake.lock", "flake.nix", "machine.json"):
+        mode = stat.S_IMODE((machine.etc_nixos / name).stat().st_mode)
+        assert mode == 0o644, f"/etc/nixos/{name} has mode {mode:o}"
+    verified = result.stderr.index("ok: alice and root can log in")
+    assert verified < result.stderr.index("installing the verified host flake"), result.stderr
+
+
+def test_a_leftover_from_an_interrupted_install_is_not_installed(machine: Machine) -> None:
+    # No flake.lock anywhere before the run, but a stale .flake.lock.new from a crashed install.
+    machine.lock_file.unlink()
+    (machine.etc_nixos / ".flake.lock.new").write_text("stale\n")
+
+    result = machine.apply(*full_args(machine))
+
+    assert result.returncode == 0, result.stderr
+    assert machine.lock_file.read_text() == UPDATED_LOCK
+    assert not list(machine.etc_nixos.glob(".*.new")), "no temporary file is left in /etc/nixos"
 
 
 def test_failed_build_that_left_the_profile_alone_exits_with_its_error_and_no_rollback(
@@ -282,6 +384,32 @@ def test_failed_activation_that_moved_the_profile_rolls_back_to_the_recorded_gen
 
     assert_rolled_back(machine, result)
     assert "nixos-rebuild switch failed (exit 4)" in result.stderr
+
+
+def test_rollback_activates_in_its_own_unit_so_a_dropped_ssh_session_cannot_cut_it(
+    machine: Machine,
+) -> None:
+    result = machine.apply(*full_args(machine), FAKE_REBUILD_EXIT="4")
+
+    assert_rolled_back(machine, result)
+    calls = machine.calls()
+    # nixos-rebuild-ng's SWITCH_TO_CONFIGURATION_CMD_PREFIX, with --wait spelled out.
+    unit = (
+        "systemd-run -E LOCALE_ARCHIVE -E NIXOS_INSTALL_BOOTLOADER --collect --no-ask-password"
+        " --pipe --quiet --wait --service-type=exec --unit=nixos-rebuild-switch-to-configuration"
+        f" {machine.profile}/bin/switch-to-configuration switch (NIXOS_INSTALL_BOOTLOADER=0)"
+    )
+    assert unit in calls, calls
+    assert calls.index(unit) < calls.index("gen1/switch-to-configuration switch")
+
+
+def test_rollback_without_systemd_runs_the_activation_directly(machine: Machine) -> None:
+    result = machine.apply(
+        *full_args(machine), FAKE_REBUILD_EXIT="4", DEVSERVER_SYSTEMD_DIR="/nonexistent"
+    )
+
+    assert_rolled_back(machine, result)
+    assert not [c for c in machine.calls() if c.startswith("systemd-run")]
 
 
 @pytest.mark.parametrize(
@@ -344,6 +472,51 @@ def test_home_device_that_appears_late_is_waited_for(machine: Machine) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_a_running_nightly_upgrade_is_waited_for_before_anything_changes(
+    machine: Machine,
+) -> None:
+    state = Path(machine.env["FAKE_UPGRADE_STATE_FILE"])
+    state.write_text("active\n")
+    timer = threading.Timer(1.0, state.write_text, args=("inactive\n",))
+    timer.start()
+    started = time.monotonic()
+    try:
+        result = machine.apply(*full_args(machine))
+    finally:
+        timer.cancel()
+
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started >= 0.9, "the apply did not wait for nixos-upgrade"
+    calls = machine.calls()
+    first_change = next(i for i, c in enumerate(calls) if c.startswith("nix "))
+    polls = [i for i, c in enumerate(calls) if "ActiveState" in c]
+    assert len(polls) >= 2 and max(polls) < first_change, calls
+
+
+def test_a_nightly_upgrade_that_never_ends_stops_the_apply_with_nothing_changed(
+    machine: Machine,
+) -> None:
+    Path(machine.env["FAKE_UPGRADE_STATE_FILE"]).write_text("activating\n")
+
+    result = machine.apply(*full_args(machine), DEVSERVER_LOCK_TIMEOUT="1")
+
+    assert result.returncode == 10, result.stderr
+    assert "nixos-upgrade.service is still activating after 1s" in result.stderr
+    assert not [c for c in machine.calls() if c.startswith(("nix ", "nixos-rebuild"))]
+
+
+def test_apply_waits_for_the_deploy_lock_another_writer_holds(machine: Machine) -> None:
+    machine.run_dir.mkdir(parents=True)
+    with (machine.run_dir / "deploy.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = machine.apply(*full_args(machine), DEVSERVER_LOCK_TIMEOUT="1")
+
+    assert result.returncode == 10, result.stderr
+    assert "another deployment still holds" in result.stderr
+    assert not [c for c in machine.calls() if c.startswith(("nix ", "nixos-rebuild"))]
+    assert machine.etc_nixos_files()["flake.nix"] == OLD_FLAKE
+
+
 def test_secret_is_fetched_and_reaches_nix_only_through_a_root_only_conf_file(
     machine: Machine,
 ) -> None:
@@ -394,7 +567,8 @@ def test_deploy_conf_is_removed_even_when_the_rebuild_fails(machine: Machine) ->
 
     assert result.returncode == 4
     assert (machine.record / "deploy.conf").exists(), "the rebuild saw the conf"
-    assert list(machine.run_dir.iterdir()) == []
+    # The lock file stays: removing a flock(2) file lets two writers lock two different files.
+    assert [p.name for p in machine.run_dir.iterdir()] == ["deploy.lock"]
 
 
 def _without_aws_cli(machine: Machine) -> Path:
@@ -419,28 +593,75 @@ def test_missing_aws_cli_is_built_from_the_host_flakes_locked_nixpkgs(machine: M
     assert result.returncode == 0, result.stderr
     calls = machine.calls()
     locked = APPLY_SCRIPT.parent / "locked-nixpkgs.nix"
-    assert f"nix eval --impure --raw --file {locked} --argstr lockFile {machine.lock_file}" in calls
+    staged_lock = machine.stage / "flake.lock"
+    assert f"nix eval --impure --raw --file {locked} --argstr lockFile {staged_lock}" in calls
     assert f"nix build --no-link --print-out-paths {LOCKED_NIXPKGS}#awscli2" in calls
     assert not [c for c in calls if "nixpkgs#awscli2" in c], "never the global registry's nixpkgs"
     assert f"aws at {awscli / 'bin' / 'aws'}" in calls
 
 
-def test_first_apply_locks_the_host_flake_before_reading_its_nixpkgs(machine: Machine) -> None:
+def _first_apply_without_aws_cli(machine: Machine, **env: str) -> subprocess.CompletedProcess[str]:
+    """A first apply of a private shared flake: no flake.lock yet, no AWS CLI on the image."""
     awscli = _without_aws_cli(machine)
     machine.lock_file.unlink()
-
-    result = machine.apply(
+    return machine.apply(
         *full_args(machine),
         *("--secret-id", SECRET_ARN, "--region", REGION),
         *("--token-script", str(machine.token_script)),
         FAKE_AWSCLI_OUT=str(awscli),
+        **env,
     )
 
+
+def test_first_apply_builds_the_aws_cli_from_the_running_systems_nixpkgs_without_locking(
+    machine: Machine,
+) -> None:
+    # Locking would fetch the private shared input, which needs the token this CLI is for.
+    result = _first_apply_without_aws_cli(machine, FAKE_NIXOS_REVISION=NIXOS_REVISION)
+
     assert result.returncode == 0, result.stderr
-    calls = [c for c in machine.calls() if c.startswith("nix ")]
-    flake = machine.env["DEVSERVER_FLAKE_DIR"]
-    assert calls[0] == f"nix flake lock {flake}", calls
-    assert calls[1].startswith("nix eval "), calls
+    calls = machine.calls()
+    assert not [c for c in calls if c.startswith("nix flake lock")], calls
+    assert "nixos-version --revision" in calls
+    build = f"nix build --no-link --print-out-paths github:NixOS/nixpkgs/{NIXOS_REVISION}#awscli2"
+    assert build in calls, calls
+    assert calls.index(build) < calls.index(f"nix flake update devserver --flake {machine.stage}")
+    assert not [c for c in calls if c.startswith("nix-build")], "the pinned revision comes first"
+
+
+def test_first_apply_falls_back_to_roots_channel_when_the_revision_is_unknown(
+    machine: Machine,
+) -> None:
+    result = _first_apply_without_aws_cli(machine)
+
+    assert result.returncode == 0, result.stderr
+    calls = machine.calls()
+    assert "nix-build <nixpkgs> -A awscli2 --no-out-link" in calls, calls
+    assert not [c for c in calls if "github:NixOS/nixpkgs/" in c], calls
+
+
+def test_first_apply_without_any_way_to_the_aws_cli_stops_with_a_clear_error(
+    machine: Machine,
+) -> None:
+    result = _first_apply_without_aws_cli(machine, FAKE_CHANNEL_BUILD_EXIT="1")
+
+    assert result.returncode == 3, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "no aws CLI to read the token" in last and "put awscli2 on the image" in last, last
+    assert not [c for c in machine.calls() if c.startswith("nixos-rebuild")]
+    assert not machine.lock_file.exists(), "/etc/nixos is untouched"
+
+
+def test_first_apply_whose_pinned_aws_cli_build_fails_stops_before_any_rebuild(
+    machine: Machine,
+) -> None:
+    result = _first_apply_without_aws_cli(
+        machine, FAKE_NIXOS_REVISION=NIXOS_REVISION, FAKE_NIX_BUILD_EXIT="1"
+    )
+
+    assert result.returncode == 3, result.stderr
+    assert f"github:NixOS/nixpkgs/{NIXOS_REVISION}#awscli2" in result.stderr
+    assert not [c for c in machine.calls() if c.startswith("nixos-rebuild")]
 
 
 def test_shared_input_is_updated_before_the_switch_and_kept_after_success(
@@ -450,12 +671,10 @@ def test_shared_input_is_updated_before_the_switch_and_kept_after_success(
 
     assert result.returncode == 0, result.stderr
     calls = machine.calls()
-    flake = machine.env["DEVSERVER_FLAKE_DIR"]
-    update = f"nix flake update devserver --flake {flake}"
+    update = f"nix flake update devserver --flake {machine.stage}"
     assert update in calls, calls
-    assert calls.index(update) < calls.index(f"nixos-rebuild switch --flake {flake}#devbox")
+    assert calls.index(update) < calls.index(f"nixos-rebuild switch --flake {machine.stage}#devbox")
     assert machine.lock_file.read_text() == UPDATED_LOCK
-    assert not (machine.lock_file.parent / "flake.lock.pre-apply").exists()
 
 
 @pytest.mark.parametrize(
@@ -467,23 +686,43 @@ def test_shared_input_is_updated_before_the_switch_and_kept_after_success(
     ],
     ids=["build-fails", "activation-fails", "verification-fails"],
 )
-def test_failed_switch_puts_the_flake_lock_back(
+def test_failed_switch_leaves_etc_nixos_as_the_running_system_was_built(
     machine: Machine, fault: dict[str, str], code: int
 ) -> None:
     result = machine.apply(*full_args(machine), **fault)
 
     assert result.returncode == code, result.stderr
-    assert machine.lock_file.read_text() == OLD_LOCK, "flake.lock must match the running system"
-    assert not (machine.lock_file.parent / "flake.lock.pre-apply").exists()
+    assert machine.etc_nixos_files() == {
+        "flake.lock": OLD_LOCK,
+        "flake.nix": OLD_FLAKE,
+        "machine.json": OLD_MACHINE_JSON,
+    }, "the nightly upgrade must not find the rejected flake in /etc/nixos"
 
 
-def test_failed_switch_removes_a_flake_lock_the_run_created(machine: Machine) -> None:
+def test_failed_first_switch_leaves_etc_nixos_without_a_flake_lock(machine: Machine) -> None:
     machine.lock_file.unlink()
 
     result = machine.apply(*full_args(machine), **BUILD_FAILS)
 
     assert result.returncode == 4
     assert not machine.lock_file.exists()
+    assert (machine.stage / "flake.lock").read_text() == UPDATED_LOCK, "the staged run locked"
+
+
+def test_each_run_starts_from_the_installed_lock_not_a_failed_runs_lock(machine: Machine) -> None:
+    (machine.stage / "flake.lock").write_text('{"note": "left by a failed run"}\n')
+    (machine.root / "bin" / "nix").write_text(
+        (machine.root / "bin" / "nix")
+        .read_text()
+        .replace(
+            '"flake update")', '"flake update")\n  cp "$5/flake.lock" "$FAKE_RECORD/lock-seen"'
+        )
+    )
+
+    result = machine.apply(*full_args(machine))
+
+    assert result.returncode == 0, result.stderr
+    assert (machine.record / "lock-seen").read_text() == OLD_LOCK
 
 
 def test_failed_shared_input_update_stops_before_any_rebuild(machine: Machine) -> None:
@@ -526,8 +765,12 @@ def test_keys_command_under_a_group_writable_directory_is_rolled_back(
         ({"FAKE_KEYS_COMMAND": "/bin/false %u"}, "exited with status 1"),
         ({"FAKE_USER": "someone-else"}, "user alice does not exist"),
         ({"FAKE_USER_UID": "4343"}, "is owned by uid 4242, not by alice (uid 4343)"),
+        (
+            {"FAKE_SSM_USER_UID": str(USER_UID)},
+            f"uid {USER_UID} must belong to alice alone, but getent passwd lists it for: alice,ssm-user",
+        ),
     ],
-    ids=["no-keys", "no-command", "command-fails", "no-account", "home-not-owned"],
+    ids=["no-keys", "no-command", "command-fails", "no-account", "home-not-owned", "shared-uid"],
 )
 def test_new_system_that_breaks_the_developer_login_is_rolled_back(
     machine: Machine, fault: dict[str, str], message: str
