@@ -39,19 +39,6 @@ let
     text = builtins.readFile ../scripts/upgrade-flake-lock.sh;
   };
   flakeDirArg = lib.escapeShellArg cfg.autoUpgrade.flakeDir;
-  # Moves ssm-user off the developer's uid on servers deployed while that uid defaulted to 1000.
-  freeDeveloperUid = pkgs.writeShellApplication {
-    name = "devserver-free-developer-uid";
-    runtimeInputs = [
-      pkgs.coreutils
-      pkgs.gawk
-    ];
-    text = builtins.readFile ../scripts/free-developer-uid.sh;
-  };
-  # Only the perl users script keeps uids that way; userborn requires activationScripts.users = "".
-  perlUsersScript =
-    !(config.services.userborn.enable or false) && !(config.systemd.sysusers.enable or false);
-  freeUidFromSsmUser = (config.services.amazon-ssm-agent.enable or false) && perlUsersScript;
   # The check apply-flake.sh runs after a deployment's switch, run after the nightly switch too.
   verifyLogin = pkgs.writeShellApplication {
     name = "devserver-verify-login";
@@ -165,12 +152,6 @@ in
         ssm-user.extraGroups = [ "wheel" ];
       })
     ];
-
-    # Before update-users-groups.pl, which keeps every existing uid: see free-developer-uid.sh.
-    system.activationScripts = lib.mkIf freeUidFromSsmUser {
-      devserverFreeDeveloperUid.text = "${lib.getExe freeDeveloperUid} ${lib.escapeShellArg userName}";
-      users.deps = [ "devserverFreeDeveloperUid" ];
-    };
 
     # Passwordless sudo for wheel only: the account has no password at all.
     security.sudo.enable = lib.mkDefault true;

@@ -238,11 +238,6 @@ let
       systemd = freeformWith { tmpfiles = freeformWith { rules = listOption lib.types.str; }; };
       system = freeformWith {
         stateVersion = lib.mkOption { type = lib.types.str; };
-        # activation-script.nix: named scripts ({ text, deps }), empty by default.
-        activationScripts = lib.mkOption {
-          type = lib.types.attrsOf freeform;
-          default = { };
-        };
       };
     };
     config = {
@@ -343,7 +338,6 @@ in
   etc = lib.mapAttrs (_: f: { inherit (f) mode text; }) (config.environment.etc or { });
   homeDirsService = service "devserver-home-dirs";
   ssmAgent = config.services.amazon-ssm-agent.enable or null;
-  activationScripts = config.system.activationScripts;
   upgradeService = service "nixos-upgrade";
   mutableUsers = config.users.mutableUsers;
   sudo = config.security.sudo;

@@ -185,18 +185,6 @@ def test_developer_uid_is_pinned_clear_of_the_uids_stock_accounts_take(
     assert sample["ssmAgent"] is True, "ssm-user exists, so 1000 is taken on a fresh image"
 
 
-def test_ssm_user_is_moved_off_the_developers_uid_before_the_users_script_runs(
-    sample: dict[str, Any],
-) -> None:
-    # Servers deployed with uid 1000 share it with ssm-user; update-users-groups.pl keeps both.
-    scripts = sample["activationScripts"]
-    free = scripts["devserverFreeDeveloperUid"]["text"]
-    assert free.endswith("/bin/devserver-free-developer-uid alice"), free
-    assert "devserverFreeDeveloperUid" in scripts["users"]["deps"], "it must run before `users`"
-    without_agent = evaluate(host="{ services.amazon-ssm-agent.enable = false; }")
-    assert "devserverFreeDeveloperUid" not in without_agent["activationScripts"]
-
-
 def test_the_ssm_agent_runs_for_break_glass_unless_the_host_turns_it_off(
     sample: dict[str, Any],
 ) -> None:
