@@ -51,6 +51,20 @@ def _home_volume_kept(step: StepResult) -> None:
             )
 
 
+def _new_machine(new: str, old: str, **more: str) -> dict[str, str]:
+    """What moving to a new machine touches: it is created and the old one goes, /home and the
+    Elastic IP move to it, and everything on the machine runs again."""
+    return {
+        new: "create",
+        old: "delete",
+        "devserver-home": "replace",  # the attachment (same name as the volume), not the volume
+        "devserver-address": "update",  # the same Elastic IP, re-associated
+        "devserver-state": "replace",
+        **dict.fromkeys(DEPLOY_COMMANDS | {"devserver-host-flake", "devserver-scripts"}, "replace"),
+        **more,
+    }
+
+
 def _expect(step: StepResult, touched: dict[str, str], reruns: set[str]) -> None:
     print(step)
     assert not step.refused, f"{step.name}: refused {step.refused}\n{step}"
@@ -123,20 +137,7 @@ def test_a_stack_lives_through_every_step_touching_only_what_changed(
     engine.set({"devserver:preset": "graviton"})
     engine.config.pop("devserver:instanceType")
     switched = engine.up("arch switch")
-    _expect(
-        switched,
-        {
-            "devserver-aarch64": "create",
-            "devserver-x86_64": "delete",
-            "devserver-home": "replace",  # the attachment (same name as the volume), not the volume
-            "devserver-address": "update",  # the same Elastic IP, re-associated
-            "devserver-state": "replace",
-            **dict.fromkeys(
-                DEPLOY_COMMANDS | {"devserver-host-flake", "devserver-scripts"}, "replace"
-            ),
-        },
-        DEPLOY_COMMANDS,
-    )
+    _expect(switched, _new_machine("devserver-aarch64", "devserver-x86_64"), DEPLOY_COMMANDS)
     replaced = {(c.type, c.name): c for c in switched.changes if c.op == "replace"}
     attachment = replaced[("aws:ec2/volumeAttachment:VolumeAttachment", HOME)]
     assert "delete first" in attachment.note, "a volume attaches to one instance at a time"
@@ -149,20 +150,7 @@ def test_a_stack_lives_through_every_step_touching_only_what_changed(
     _expect(engine.up("AMI republished"), {}, set())
     engine.set({"devserver:rebuild": 1})
     rebuilt = engine.up("rebuild")
-    _expect(
-        rebuilt,
-        {
-            "devserver-aarch64-r1": "create",
-            "devserver-aarch64": "delete",
-            "devserver-home": "replace",
-            "devserver-address": "update",
-            "devserver-state": "replace",
-            **dict.fromkeys(
-                DEPLOY_COMMANDS | {"devserver-host-flake", "devserver-scripts"}, "replace"
-            ),
-        },
-        DEPLOY_COMMANDS,
-    )
+    _expect(rebuilt, _new_machine("devserver-aarch64-r1", "devserver-aarch64"), DEPLOY_COMMANDS)
     assert rebuilt.run is not None
     assert rebuilt.run.named("devserver-aarch64-r1").inputs["ami"] == REPUBLISHED_AMI, (
         "a rebuild boots the current AMI, not the one the old machine was launched from"
@@ -184,18 +172,14 @@ def test_a_stack_lives_through_every_step_touching_only_what_changed(
     spot = engine.up("spot switch with a rebuild")
     _expect(
         spot,
-        {
-            "devserver-aarch64-r2": "create",
-            "devserver-aarch64-r2-spot-request-tag": "create",
-            "devserver-aarch64-r2-spot-request": "create",
-            "devserver-aarch64-r1": "delete",
-            "devserver-home": "replace",
-            "devserver-address": "update",
-            "devserver-state": "replace",
-            **dict.fromkeys(
-                DEPLOY_COMMANDS | {"devserver-host-flake", "devserver-scripts"}, "replace"
-            ),
-        },
+        _new_machine(
+            "devserver-aarch64-r2",
+            "devserver-aarch64-r1",
+            **{
+                "devserver-aarch64-r2-spot-request-tag": "create",
+                "devserver-aarch64-r2-spot-request": "create",
+            },
+        ),
         DEPLOY_COMMANDS,
     )
     assert spot.run is not None
