@@ -194,5 +194,8 @@ def _refusal(
         + "; ".join(str(d) for d in differences)
         + f". Raise {s.config_prefix}rebuild to {nxt} in the same update: a new machine boots "
         f"the current AMI {image.id}, /home and the Elastic IP move to it (the root disk and "
-        "the SSH host key are new), and the old machine goes." + untagged
+        "the SSH host key are new), and the old machine goes. (It was found by its tags "
+        f"devserver:stack={s.stack}, devserver:server={s.name}: if {machine.id} is not yours, "
+        "another stack of the same name runs in this account and region; give yours another "
+        "stack name.)" + untagged
     )

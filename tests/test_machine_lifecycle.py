@@ -152,6 +152,9 @@ def test_a_launch_setting_change_without_a_rebuild_is_refused_before_any_resourc
     assert "Raise devserver:rebuild to 1 in the same update" in message
     assert f"current AMI {fake.NIXOS_AMIS['x86_64']}" in message
     assert "/home and the Elastic IP move to it" in message
+    # Found by tags: a same-named stack of someone else in the account would match them too.
+    assert "devserver:stack=dev, devserver:server=devserver" in message
+    assert "another stack of the same name" in message
     assert run.resources == [], "refused before any resource is registered"
 
 
