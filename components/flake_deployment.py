@@ -45,10 +45,10 @@ READ_HOST_KEY = f"cat {HOST_KEY_FILE}"
 # before the staging directory existed.
 MAKE_DIRS = f"install -d -m 0700 {REMOTE_DIR} {STAGE_DIR}"
 READ_CURRENT_SYSTEM = "readlink -f /run/current-system"
-# From stdin, written beside and renamed over, so a dropped connection never leaves half a file.
+# From stdin, written beside and renamed over, so a dropped connection never leaves half a file
+# (the host-key step, which every copy and the apply come after, made the directory).
 WRITE_MACHINE_JSON = (
-    f"umask 077 && install -d -m 0700 {STAGE_DIR} && cat > {MACHINE_JSON}.new"
-    f" && mv {MACHINE_JSON}.new {MACHINE_JSON}"
+    f"umask 077 && cat > {MACHINE_JSON}.new && mv {MACHINE_JSON}.new {MACHINE_JSON}"
 )
 
 

@@ -115,15 +115,10 @@ def _check_subnet_in_vpc(server: DevServerSettings, subnet: Subnet) -> None:
         )
 
 
-def home_volume_tags(server: DevServerSettings) -> tuple[tuple[str, str], ...]:
-    """The tags that find this server's own home volume in AWS, whatever state says."""
-    return (("devserver:stack", server.stack), ("devserver:server", server.name), HOME_ROLE_TAG)
-
-
 def _home_volumes(server: DevServerSettings, lookups: AwsLookups) -> tuple[ExistingVolume, ...]:
     # One listing per stack (a fleet asks once), then this server's by their tags.
     stack_homes = lookups.tagged_volumes((("devserver:stack", server.stack), HOME_ROLE_TAG))
-    return tuple(v for v in stack_homes if set(home_volume_tags(server)) <= set(v.tags))
+    return tuple(v for v in stack_homes if set(server.lookup_tags) <= set(v.tags))
 
 
 def _kept_home_zone(server: DevServerSettings, lookups: AwsLookups, zone: str | None) -> str | None:

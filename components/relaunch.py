@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from components.lookups import AwsLookupError, AwsLookups, ExistingInstance, Image
 from components.network import Placement
-from components.settings import PURPOSE_TAG, DevServerSettings, MachineSpec, SettingsError, report
+from components.settings import DevServerSettings, MachineSpec, SettingsError, report
 
 REBUILD_TAG = "devserver:rebuild"
 SPOT_MAX_PRICE_TAG = "devserver:spotMaxPrice"
@@ -35,12 +35,6 @@ def launch_tags(spec: MachineSpec, rebuild: int) -> dict[str, str]:
     if spec.spot:
         tags[SPOT_MAX_PRICE_TAG] = spec.spot_max_price or NO_MAX_PRICE
     return tags
-
-
-def machine_lookup_tags(s: DevServerSettings) -> tuple[tuple[str, str], ...]:
-    """The tags that find this server's machines (not the owner: a renamed user keeps them)."""
-    keys = ("devserver:stack", "devserver:server", PURPOSE_TAG[0])
-    return tuple(sorted((k, v) for k, v in s.tags.items() if k in keys))
 
 
 @dataclass(frozen=True)
@@ -72,7 +66,7 @@ def check_relaunch(
     """Raise a SettingsError naming every change an existing machine of this server cannot take
     without a raised `devserver:rebuild`; a first create, or an unchanged launch, passes."""
     try:
-        existing = lookups.live_instances(machine_lookup_tags(s))
+        existing = lookups.live_instances(s.lookup_tags)
     except AwsLookupError as err:
         raise SettingsError(f"{s.config_prefix}rebuild: {err}") from err
     problems = []

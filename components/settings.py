@@ -264,6 +264,12 @@ class DevServerSettings:
             **stack_tags(self.stack),
         }
 
+    @property
+    def lookup_tags(self) -> tuple[tuple[str, str], ...]:
+        """The tags that find this server's own machines and volumes in AWS, whatever state says
+        (all of `tags` but the owner: a renamed user keeps them)."""
+        return tuple(sorted((k, v) for k, v in self.tags.items() if k != "devserver:owner"))
+
 
 @dataclass(frozen=True)
 class StackSettings:
