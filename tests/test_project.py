@@ -6,6 +6,7 @@ from typing import Any
 import yaml
 
 from components import settings
+from components.settings import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
@@ -70,10 +71,22 @@ def test_secret_keys_are_not_declared_but_documented_in_pulumi_yaml() -> None:
         assert key not in DECLARED and f"devserver:{key}" in text, key
 
 
-def test_readme_documents_every_key_and_output() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_pulumi_yaml_and_the_configuration_page_are_generated_from_the_key_declarations() -> None:
+    # Each key is declared once (components/settings/); both files are rendered from it.
+    stale = generate.stale(ROOT)
+    assert not stale, (
+        f"{' and '.join(stale)} {'differs' if len(stale) == 1 else 'differ'} from the key "
+        "declarations in components/settings/: "
+        f"run {generate.COMMAND}"
+    )
+
+
+def test_the_configuration_page_documents_every_key_and_readme_every_output() -> None:
+    page = (ROOT / "docs/configuration.md").read_text()
     for key in (*DECLARED, *settings.SECRET_KEYS):
-        assert f"`devserver:{key}`" in readme, f"README.md does not document devserver:{key}"
+        assert f"`devserver:{key}`" in page, f"docs/configuration.md misses devserver:{key}"
+    readme = (ROOT / "README.md").read_text()
+    assert "docs/configuration.md" in readme, "README.md links the configuration reference"
     from components.devserver import CONTRACT_OUTPUTS, EXTRA_OUTPUTS
 
     for output in (*CONTRACT_OUTPUTS, *EXTRA_OUTPUTS):

@@ -1,0 +1,226 @@
+# AWS access rules: the aws: provider settings other code must honour, and the customer KMS keys.
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from components.settings.declaration import STACK, Key
+from components.settings.model import NAMESPACE, AssumeRole, AwsAccess
+from components.settings.reader import Context, Reader
+
+KMS_KEY_ARN_RE = re.compile(
+    r"arn:(?P<partition>aws[a-z-]*):kms:(?P<region>[a-z0-9-]+):\d{12}:"
+    r"key/(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})"
+)
+# AWS partitions by region prefix; every other region is in `aws`.
+PARTITIONS = (
+    ("cn-", "aws-cn"),
+    ("us-gov-", "aws-us-gov"),
+    ("us-isob-", "aws-iso-b"),
+    ("us-iso-", "aws-iso"),
+)
+REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
+
+
+@dataclass(frozen=True)
+class AwsConfig:
+    """The `aws:` stack config as `load` read it (raw: parsed here)."""
+
+    profile: str | None = None
+    assume_roles: Any = None
+    shared_config_files: Any = None
+    shared_credentials_files: Any = None
+    assume_role_with_web_identity: Any = None
+    endpoints: Any = None
+    access_key: pulumi.Output[str] | None = None
+    secret_key: pulumi.Output[str] | None = None
+    token: pulumi.Output[str] | None = None
+
+
+def region(raw: str | None, errors: list[str]) -> str:
+    """`aws:region`: required; every regional resource and KMS key is checked against it."""
+    value = raw or ""
+    if not REGION_RE.fullmatch(value):
+        errors.append(f"aws:region must be an AWS region such as eu-west-1, got {value or None!r}")
+    return value
+
+
+def github_token_kms_key_arn(r: Reader, ctx: Context) -> str | None:
+    """The token secret's KMS key: in the stack's region, and only with a token to encrypt."""
+    arn = _regional_kms_key(
+        r, "githubTokenKmsKeyArn", ctx.region, "Secrets Manager only uses keys of its own region"
+    )
+    if arn is not None and not ctx.has("githubToken"):
+        r.errors.append(
+            f"{r.label('githubTokenKmsKeyArn')} is set but unused: there is no "
+            f"{NAMESPACE}:githubToken to encrypt; remove it or set the token"
+        )
+        return None
+    return arn
+
+
+def ebs_kms_key_arn(r: Reader, ctx: Context) -> str | None:
+    """`devserver:ebsKmsKeyArn`: EBS encrypts a volume only with a key in the volume's region."""
+    return _regional_kms_key(
+        r, "ebsKmsKeyArn", ctx.region, "EBS only uses keys of the volume's region"
+    )
+
+
+def _regional_kms_key(r: Reader, key: str, region: str, why: str) -> str | None:
+    """A KMS key ARN (single- or multi-region, never an alias) in the stack's partition and
+    region; a multi-region key is given by the ARN of its replica there."""
+    arn = r.text(
+        key,
+        KMS_KEY_ARN_RE,
+        "a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id or mrk-… multi-region id>)",
+    )
+    if arn is None:
+        return None
+    match = KMS_KEY_ARN_RE.fullmatch(arn)
+    assert match is not None, "text() checked the pattern"
+    partition = _partition(region)
+    if match["partition"] != partition or match["region"] != region:
+        r.fail(
+            r.label(key),
+            arn,
+            f"a key in the stack's region {region} (partition {partition}): {why}; "
+            "for a multi-region key give its replica's ARN there",
+        )
+        return None
+    return arn
+
+
+def _partition(region: str) -> str:
+    return next((p for prefix, p in PARTITIONS if region.startswith(prefix)), "aws")
+
+
+_ASSUME_ROLE_KEYS = {
+    "roleArn",
+    "sessionName",
+    "externalId",
+    "duration",
+    "policy",
+    "policyArns",
+    "sourceIdentity",
+    "tags",
+    "transitiveTagKeys",
+}
+
+
+def _go_duration_seconds(text: str) -> int:
+    """`aws:assumeRoles[].duration` is a Go duration such as 1h or 45m30s; STS wants seconds."""
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text)
+    if not text or parts is None:
+        raise ValueError(text)
+    hours, minutes, seconds = (int(p or 0) for p in parts.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _assume_role(entry: Any, label: str, errors: list[str]) -> AssumeRole | None:
+    if not isinstance(entry, dict) or not isinstance(entry.get("roleArn"), str):
+        errors.append(f"{label} must be an object with a roleArn, got {entry!r}")
+        return None
+    unknown = sorted(set(entry) - _ASSUME_ROLE_KEYS)
+    if unknown:
+        errors.append(f"{label} has keys the AWS provider does not know: {', '.join(unknown)}")
+        return None
+    duration = None
+    if entry.get("duration"):
+        try:
+            duration = _go_duration_seconds(str(entry["duration"]))
+        except ValueError:
+            errors.append(
+                f"{label}.duration must be a duration like 1h or 45m, got {entry['duration']!r}"
+            )
+    return AssumeRole(
+        role_arn=entry["roleArn"],
+        session_name=entry.get("sessionName"),
+        external_id=entry.get("externalId"),
+        duration_seconds=duration,
+        policy=entry.get("policy"),
+        policy_arns=tuple(entry.get("policyArns") or ()),
+        source_identity=entry.get("sourceIdentity"),
+        tags=tuple(sorted((entry.get("tags") or {}).items())),
+        transitive_tag_keys=tuple(entry.get("transitiveTagKeys") or ()),
+    )
+
+
+def aws_access(aws: AwsConfig, errors: list[str]) -> tuple[AwsAccess, list[str]]:
+    """The AWS provider's credential config, and what code outside the provider cannot honour.
+
+    The second list holds problems that matter only when something besides the provider calls
+    AWS (the spot-request canceller); the caller reports them only then.
+    """
+    unsupported: list[str] = []
+    roles: list[AssumeRole] = []
+    raw_roles = aws.assume_roles or []
+    if not isinstance(raw_roles, list):
+        errors.append(f"aws:assumeRoles must be a list of role objects, got {raw_roles!r}")
+        raw_roles = []
+    for i, entry in enumerate(raw_roles):
+        role = _assume_role(entry, f"aws:assumeRoles[{i}]", errors)
+        if role is not None:
+            roles.append(role)
+    files: dict[str, str | None] = {}
+    for key, paths in (
+        ("sharedConfigFiles", aws.shared_config_files or []),
+        ("sharedCredentialsFiles", aws.shared_credentials_files or []),
+    ):
+        if not isinstance(paths, list) or len(paths) > 1:
+            unsupported.append(
+                f"aws:{key} must name at most one file for the spot-request canceller "
+                f"(boto3 reads one), got {paths!r}: merge them into one file"
+            )
+        files[key] = str(paths[0]) if isinstance(paths, list) and paths else None
+    if aws.assume_role_with_web_identity:
+        unsupported.append(
+            "aws:assumeRoleWithWebIdentity is not supported by the spot-request canceller: "
+            "set AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE in the environment instead"
+        )
+    endpoints: dict[str, str] = {}
+    raw_endpoints = aws.endpoints or []
+    for entry in raw_endpoints if isinstance(raw_endpoints, list) else [raw_endpoints]:
+        if isinstance(entry, dict):
+            endpoints.update({k: str(v) for k, v in entry.items() if k in ("ec2", "sts")})
+    access = AwsAccess(
+        profile=aws.profile or None,
+        assume_roles=tuple(roles),
+        shared_config_file=files["sharedConfigFiles"],
+        shared_credentials_file=files["sharedCredentialsFiles"],
+        ec2_endpoint=endpoints.get("ec2"),
+        sts_endpoint=endpoints.get("sts"),
+        access_key=aws.access_key,
+        secret_key=aws.secret_key,
+        token=aws.token,
+    )
+    return access, unsupported
+
+
+# The keys this module's rules check, declared once (keys.py collects them; order = check order).
+KEYS = (
+    Key(
+        "githubTokenKmsKeyArn",
+        "string",
+        STACK,
+        github_token_kms_key_arn,
+        "Customer KMS key for the token secret, in the stack's region (a multi-region mrk- key "
+        "by its replica's ARN there); the role may decrypt with it through Secrets Manager only. "
+        "Needs githubToken.",
+        default="",
+        details="Without a token it is refused as unused.",
+    ),
+    Key(
+        "ebsKmsKeyArn",
+        "string",
+        STACK,
+        ebs_kms_key_arn,
+        "Customer KMS key (ARN in the stack's region, mrk- keys too) for new root and home "
+        "volumes. Empty = the account's EBS default key.",
+        default="",
+        shown_default="the account's EBS default key",
+    ),
+)
