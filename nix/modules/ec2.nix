@@ -67,6 +67,16 @@ in
       };
     };
 
+    ssmAgent.enable = lib.mkOption {
+      type = lib.types.bool;
+      default = true;
+      description = ''
+        Whether to run the SSM agent (Session Manager break-glass shell). nixpkgs' amazon-image.nix
+        sets `services.amazon-ssm-agent.enable = true` at normal priority, so a plain
+        `services.amazon-ssm-agent.enable = false` conflicts with it; this option is the off switch.
+      '';
+    };
+
     zram.memoryPercent = lib.mkOption {
       type = lib.types.ints.between 0 100;
       default = 50;
@@ -115,7 +125,17 @@ in
 
     # Break-glass: SSM Session Manager reaches a shell when sshd or the keys path is broken (the
     # Pulumi program grants the role Session Manager's channel actions; see nix/README.md).
-    services.amazon-ssm-agent.enable = lib.mkDefault true;
+    # amazon-image.nix already turns the agent on at normal priority: only "off" needs a stronger one.
+    services.amazon-ssm-agent.enable = lib.mkIf (!cfg.ssmAgent.enable) (lib.mkForce false);
+    # A session shell is `sh` with the agent's own environment (amazon-ssm-agent
+    # agent/session/shell/shell_unix.go: cmd.Env = os.Environ()), whose PATH NixOS builds from the
+    # unit's `path` only: without the setuid wrappers there is no `sudo -i`.
+    systemd.services.amazon-ssm-agent = lib.mkIf cfg.ssmAgent.enable {
+      path = [
+        "/run/wrappers"
+        "/run/current-system/sw"
+      ];
+    };
 
     zramSwap = lib.mkIf (cfg.zram.memoryPercent > 0) {
       enable = true;

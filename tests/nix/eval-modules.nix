@@ -256,11 +256,48 @@ let
       };
       legacyPackages = lib.genAttrs [ "x86_64-linux" "aarch64-linux" ] (_: pkgs);
     };
-    home-manager.nixosModules.home-manager = { };
+    home-manager.nixosModules.home-manager = homeManagerStub;
     vscode-server.homeModules.default = {
       vscodeServerHomeModuleStandIn = true;
     };
   };
+
+  # Stands in for home-manager's NixOS module (nix-community/home-manager release-26.05 @ dd71501f,
+  # nixos/common.nix options and nixos/default.nix `baseUnit`): the backup options with their
+  # upstream types and defaults, and the environment they become in home-manager-<user>.service,
+  # which modules/files/check-link-targets.sh and the link step read.
+  homeManagerStub =
+    { config, ... }:
+    let
+      cfg = config.home-manager;
+    in
+    {
+      options.home-manager = {
+        backupCommand = lib.mkOption {
+          type = lib.types.nullOr (lib.types.either lib.types.str lib.types.path);
+          default = null;
+        };
+        backupFileExtension = lib.mkOption {
+          type = lib.types.nullOr lib.types.str;
+          default = null;
+        };
+        overwriteBackup = lib.mkEnableOption "forced overwriting of existing backup files";
+        unitEnvironment = lib.mkOption {
+          type = lib.types.attrsOf lib.types.str;
+          readOnly = true;
+          description = "Stand-in output: the backup part of baseUnit's environment.";
+        };
+      };
+      config.home-manager.unitEnvironment = lib.mkMerge [
+        (lib.mkIf (cfg.backupCommand != null) {
+          HOME_MANAGER_BACKUP_COMMAND = toString cfg.backupCommand;
+        })
+        (lib.mkIf (cfg.backupFileExtension != null) {
+          HOME_MANAGER_BACKUP_EXT = cfg.backupFileExtension;
+        })
+        (lib.mkIf cfg.overwriteBackup { HOME_MANAGER_BACKUP_OVERWRITE = "1"; })
+      ];
+    };
 
   # Stands in for nixpkgs' amazon-ssm-agent module (nixos/modules/services/misc/amazon-ssm-agent.nix
   # @ 136283b5): when enabled it declares ssm-user as a normal user in its own group, which the
@@ -316,6 +353,7 @@ in
     formatter = lib.mapAttrs (_: f: f.name) outputs.formatter;
   };
   homeManagerSharedModules = config.home-manager.sharedModules;
+  homeManagerEnvironment = config.home-manager.unitEnvironment;
   failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
   home = config.fileSystems."/home" or null;
   swap = config.zramSwap or null;
@@ -338,6 +376,7 @@ in
   etc = lib.mapAttrs (_: f: { inherit (f) mode text; }) (config.environment.etc or { });
   homeDirsService = service "devserver-home-dirs";
   ssmAgent = config.services.amazon-ssm-agent.enable or null;
+  ssmAgentPath = (service "amazon-ssm-agent").path or null;
   upgradeService = service "nixos-upgrade";
   mutableUsers = config.users.mutableUsers;
   sudo = config.security.sudo;

@@ -140,12 +140,13 @@ def test_keys_command_is_a_root_owned_0755_copy_under_etc_never_a_store_path(
 
 def test_host_values_win_over_every_opinion() -> None:
     # Plain (normal-priority) definitions, as a host flake writes them: no conflicting definitions.
-    host = """{
+    # PermitRootLogin needs mkForce: amazon-image.nix sets it at normal priority (the stub carries it).
+    host = """{ lib, ... }: {
       users.mutableUsers = true;
       security.sudo.wheelNeedsPassword = true;
       security.sudo.execWheelOnly = false;
       services.openssh.settings.PasswordAuthentication = true;
-      services.openssh.settings.PermitRootLogin = "no";
+      services.openssh.settings.PermitRootLogin = lib.mkForce "no";
       nix.gc.automatic = false;
       virtualisation.docker.autoPrune.dates = "weekly";
       users.users.alice.uid = 1500;
@@ -189,7 +190,21 @@ def test_the_ssm_agent_runs_for_break_glass_unless_the_host_turns_it_off(
     sample: dict[str, Any],
 ) -> None:
     assert sample["ssmAgent"] is True, "Session Manager is the way in when SSH is broken"
-    assert evaluate(host="{ services.amazon-ssm-agent.enable = false; }")["ssmAgent"] is False
+    assert evaluate(host="{ devserver.ssmAgent.enable = false; }")["ssmAgent"] is False
+
+
+def test_a_plain_ssm_agent_false_conflicts_with_amazon_image_so_the_docs_name_the_option() -> None:
+    # amazon-image.nix sets `services.amazon-ssm-agent.enable = true` at normal priority.
+    result = run_harness(host="{ services.amazon-ssm-agent.enable = false; }")
+    assert result.returncode != 0
+    assert "services.amazon-ssm-agent.enable' has conflicting definition values" in result.stderr
+
+
+def test_a_session_manager_shell_finds_the_sudo_wrapper_on_its_path(sample: dict[str, Any]) -> None:
+    # The session shell inherits the agent's environment; sudo is only in /run/wrappers/bin.
+    assert sample["ssmAgentPath"][0] == "/run/wrappers", sample["ssmAgentPath"]
+    assert "/run/current-system/sw" in sample["ssmAgentPath"]
+    assert evaluate(host="{ devserver.ssmAgent.enable = false; }")["ssmAgentPath"] is None
 
 
 def test_ssm_user_keeps_sudo_under_exec_wheel_only() -> None:
