@@ -239,6 +239,15 @@ let
       system = freeformWith {
         stateVersion = lib.mkOption { type = lib.types.str; };
       };
+      # nixos/modules/programs/zsh/zsh.nix: `lines`, so several modules' snippets concatenate.
+      programs = freeformWith {
+        zsh = freeformWith {
+          interactiveShellInit = lib.mkOption {
+            type = lib.types.lines;
+            default = "";
+          };
+        };
+      };
     };
     config = {
       nix.package = pkgs.nix;

@@ -474,3 +474,16 @@ def test_old_secret_arn_option_still_sets_the_secret_id() -> None:
     # Hand-made hosts written for `devserver.token.secretArn` keep working (with a rename warning).
     result = evaluate(host='{ lib, ... }: { devserver.token.secretArn = lib.mkForce "old/name"; }')
     assert "--secret-id old/name " in result["tokenService"]["serviceConfig"]["ExecStart"]
+
+
+def test_an_edited_dotfile_is_moved_by_the_backup_command_never_by_an_extension(
+    sample: dict[str, Any],
+) -> None:
+    # home-manager (check-link-targets.sh) refuses a second backup to the same TARGET.<ext> unless
+    # overwriteBackup, which would drop the first: a command that picks a fresh name does neither.
+    env = sample["homeManagerEnvironment"]
+    assert "HOME_MANAGER_BACKUP_EXT" not in env, env
+    assert env["HOME_MANAGER_BACKUP_COMMAND"].endswith("/bin/devserver-home-backup"), env
+    # The unit runs `$HOME_MANAGER_BACKUP_COMMAND "$targetPath"` word-split: no spaces allowed.
+    assert " " not in env["HOME_MANAGER_BACKUP_COMMAND"]
+    assert "moved-dotfiles.log" in sample["zshInit"], "the next login says what was moved"
