@@ -38,6 +38,7 @@ let
     "nix"
     "nixfmt"
     "nixfmt-tree"
+    "nixos-rebuild"
     "procps"
     "shadow"
     "systemd"
@@ -231,13 +232,32 @@ let
     };
 
   # Declares only what several modules define together (lists merge by concatenation here).
-  nixosStub = {
+  nixosStub =
+    { config, ... }:
+    {
     config._module.freeformType = freeform;
     options = {
       assertions = listOption lib.types.anything;
       systemd = freeformWith { tmpfiles = freeformWith { rules = listOption lib.types.str; }; };
       system = freeformWith {
         stateVersion = lib.mkOption { type = lib.types.str; };
+        # nixos/modules/tasks/auto-upgrade.nix (nixpkgs as indexed, id 22278867): the options the
+        # devserver modules read, with upstream's types and defaults; `flags` is computed below.
+        autoUpgrade = freeformWith {
+          flake = lib.mkOption {
+            type = lib.types.nullOr lib.types.str;
+            default = null;
+          };
+          channel = lib.mkOption {
+            type = lib.types.nullOr lib.types.str;
+            default = null;
+          };
+          flags = listOption lib.types.str;
+          allowReboot = lib.mkOption {
+            type = lib.types.bool;
+            default = false;
+          };
+        };
       };
       # nixos/modules/programs/zsh/zsh.nix: `lines`, so several modules' snippets concatenate.
       programs = freeformWith {
@@ -250,6 +270,16 @@ let
       };
     };
     config = {
+      # auto-upgrade.nix: a flake gets `--refresh --flake <flake>`; its script then appends
+      # `--upgrade` whenever channel is null (upgradeFlag), flakes included.
+      system.autoUpgrade.flags =
+        let
+          cfg = config.system.autoUpgrade;
+        in
+        lib.mkIf (cfg.flake != null) [
+          "--refresh"
+          "--flake ${cfg.flake}"
+        ];
       nix.package = pkgs.nix;
       systemd.package = pkgs.systemd;
     };
@@ -396,6 +426,8 @@ in
   tmpfiles = config.systemd.tmpfiles.rules;
   autoUpgrade = config.system.autoUpgrade or null;
   upgradePreStart = (service "nixos-upgrade").preStart or null;
+  # auto-upgrade.nix's own flags for a flake (nixpkgs @ 22278867 as indexed): --refresh --flake <f>.
+  upgradeFlags = config.system.autoUpgrade.flags or null;
   tokenService = service "devserver-github-token";
   # What region would be without the sample host's explicit value.
   tokenRegionDefault = evaluated.options.devserver.token.region.default;

@@ -487,3 +487,11 @@ def test_an_edited_dotfile_is_moved_by_the_backup_command_never_by_an_extension(
     # The unit runs `$HOME_MANAGER_BACKUP_COMMAND "$targetPath"` word-split: no spaces allowed.
     assert " " not in env["HOME_MANAGER_BACKUP_COMMAND"]
     assert "moved-dotfiles.log" in sample["zshInit"], "the next login says what was moved"
+
+
+def test_nightly_upgrade_never_updates_roots_channels(sample: dict[str, Any]) -> None:
+    # auto-upgrade.nix appends --upgrade when channel is null (flakes too): nix-channel --update.
+    script = sample["upgradeService"]["script"]
+    assert "--upgrade" not in script, script
+    assert "/bin/nixos-rebuild switch --refresh --flake /etc/nixos#devserver-sample" in script
+    assert sample["upgradeFlags"] == ["--refresh", "--flake /etc/nixos#devserver-sample"]
