@@ -97,6 +97,9 @@ in
       fsType = "ext4";
       # systemd-makefs formats only a device with no filesystem signature; existing data is never touched.
       autoFormat = true;
+      # A volume grown in AWS (homeVolumeGiB raised) is grown into at every mount (x-systemd.growfs,
+      # systemd-growfs@home.service; ext4 grows online). A shrink is refused on the AWS side.
+      autoResize = true;
       # A missing or slow volume must not drop the boot into emergency mode: SSH stays reachable.
       options = [
         "nofail"

@@ -429,6 +429,7 @@ in
   # auto-upgrade.nix's own flags for a flake (nixpkgs @ 22278867 as indexed): --refresh --flake <f>.
   upgradeFlags = config.system.autoUpgrade.flags or null;
   tokenService = service "devserver-github-token";
+  tokenTimer = config.systemd.timers.devserver-github-token or null;
   # What region would be without the sample host's explicit value.
   tokenRegionDefault = evaluated.options.devserver.token.region.default;
   idleStopService = service "devserver-idle-stop";

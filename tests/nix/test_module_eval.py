@@ -240,6 +240,8 @@ def test_home_is_mounted_by_stable_name_formatted_only_when_blank_and_never_bloc
     assert home["fsType"] == "ext4"
     assert home["autoFormat"] is True, "systemd-makefs formats only a device without a filesystem"
     assert "nofail" in home["options"], "a missing /home volume must not block boot"
+    # filesystems.nix: autoResize adds x-systemd.growfs, so a grown EBS volume reaches ext4.
+    assert home["autoResize"] is True
 
 
 def test_kernel_device_name_for_home_is_rejected_with_the_fix() -> None:
@@ -294,7 +296,11 @@ def test_token_unit_gets_the_secret_name_and_never_a_token(sample: dict[str, Any
 
 def test_token_unit_can_never_fail_the_boot(sample: dict[str, Any]) -> None:
     unit = sample["tokenService"]
-    assert unit["wantedBy"] == ["multi-user.target"]
+    # systemd.target(5): a target is ordered After= every unit it Wants, so a wanted token unit
+    # with an unreachable endpoint would hold multi-user.target through all its retries.
+    assert "multi-user.target" not in unit.get("wantedBy", []), unit.get("wantedBy")
+    assert sample["tokenTimer"]["timerConfig"]["OnBootSec"] == "0", "fetched at boot by its timer"
+    assert unit["startAt"] == "hourly"
     assert "requiredBy" not in unit, "nothing may require the token unit"
     assert "network-online.target" in unit["after"]
     assert unit["serviceConfig"]["Restart"] == "on-failure"
