@@ -63,6 +63,11 @@ let
       "--deploy-public-key"
       (lib.head cfg.deploy.rootAuthorizedKeys)
     ]
+    # On EC2 the upgrade also checks that /home is the volume, as a deployment does.
+    ++ lib.optionals ((cfg.ec2.enable or false) && (cfg.homeVolume.enable or false)) [
+      "--home-device"
+      cfg.homeVolume.device
+    ]
   );
 in
 {

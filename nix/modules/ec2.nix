@@ -27,11 +27,15 @@ let
   homeManagerUnits = map (u: "home-manager-${utils.escapeSystemdPath u.name}.service") (
     lib.filter (u: (config.home-manager.users or { }) ? ${u.name}) homeUsers
   );
+  nologinMessage = "The /home volume (${cfg.homeVolume.device}) is not mounted, so logins are refused: a home on the root disk would be hidden once the volume appears. Check that the EBS volume is attached, then as root: systemctl start home.mount systemd-user-sessions.service";
   # The unit's script (systemd.services.<name>.script runs under `set -e`); tested as plain shell.
   homeDirsScript = ''
-    # Never create anything on the root disk: /home must be the volume by now.
+    # Never create anything on the root disk: /home must be the volume by now. Logins wait for this
+    # unit (systemd-user-sessions requires it), so until the volume is there pam_nologin refuses
+    # every user but root, with this message (SSM's shell does not use PAM and stays open).
     if ! mountpoint -q /home; then
       echo "/home is not a mount point; creating nothing" >&2
+      printf '%s\n' ${lib.escapeShellArg nologinMessage} > "''${DEVSERVER_NOLOGIN_FILE:-/run/nologin}"
       exit 1
     fi
   ''
@@ -113,8 +117,13 @@ in
     systemd.services.devserver-home-dirs = lib.mkIf (cfg.homeVolume.enable && homeUsers != [ ]) {
       description = "Create missing home directories on the /home volume";
       wantedBy = [ "multi-user.target" ] ++ homeManagerUnits;
+      # A login never lands in a home that is not the volume: no user sessions until this passed.
+      requiredBy = [ "systemd-user-sessions.service" ];
       before = [ "systemd-user-sessions.service" ] ++ homeManagerUnits;
-      unitConfig.RequiresMountsFor = "/home";
+      # Wants, not RequiresMountsFor: it must run (and say why logins are refused) when the `nofail`
+      # mount timed out; with Requires it would be skipped as a failed dependency.
+      wants = [ "home.mount" ];
+      after = [ "home.mount" ];
       path = [
         pkgs.util-linux
         pkgs.coreutils

@@ -289,22 +289,17 @@ log "switched to $current_generation"
 step "verifying that the new system keeps /home, the developer's login and the deploy login working"
 problems=()
 
-if [[ -n $home_device ]]; then
-	home_source=$(findmnt --noheadings --nofsroot --output SOURCE --mountpoint /home || true)
-	if [[ -z $home_source ]]; then
-		problems+=("/home is not a mount point")
-	elif [[ $(readlink -f -- "$home_source") != "$(readlink -f -- "$home_device")" ]]; then
-		problems+=("/home is mounted from $home_source, not from the home volume $home_device")
-	fi
-fi
-
-# The developer's GitHub-key path and root's deploy key, checked the way sshd decides.
+# /home from the volume, the developer's GitHub-key path and root's deploy key, checked the way
+# sshd decides (the same check the nightly upgrade runs).
 verify_args=(--user "$user")
+if [[ -n $home_device ]]; then
+	verify_args+=(--home-device "$home_device")
+fi
 if [[ -n $deploy_public_key ]]; then
 	verify_args+=(--deploy-public-key "$deploy_public_key")
 fi
 if ! bash "$script_dir/verify-login.sh" "${verify_args[@]}"; then
-	problems+=("verify-login.sh found that $user or root cannot log in (reasons above)")
+	problems+=("verify-login.sh found that /home, $user's login or root's cannot be trusted (reasons above)")
 fi
 
 if ((${#problems[@]} > 0)); then

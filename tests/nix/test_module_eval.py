@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +219,10 @@ def test_home_directories_are_made_on_the_mounted_volume_before_home_manager_and
 ) -> None:
     unit = sample["homeDirsService"]
     assert unit is not None, "activation makes /home/alice before the volume is mounted over it"
-    assert unit["unitConfig"]["RequiresMountsFor"] == "/home"
+    assert "home.mount" in unit["after"] and "home.mount" in unit["wants"]
+    # A late or missing volume: no user session starts until the unit has seen /home mounted.
+    assert unit["requiredBy"] == ["systemd-user-sessions.service"]
+    assert "RequiresMountsFor" not in unit.get("unitConfig", {}), "it must run to explain itself"
     assert {"systemd-user-sessions.service", "home-manager-alice.service"} <= set(unit["before"])
     assert "home-manager-alice.service" in unit["wantedBy"]
     assert "multi-user.target" in unit["wantedBy"]
@@ -387,9 +391,10 @@ def test_nightly_upgrade_is_skipped_during_a_deployment_and_login_checked_after_
     post = unit["postStart"]
     key = sample["users"]["root"]["authorizedKeys"][0]
     assert f"{tool} verify /etc/nixos " in post, post
-    assert post.endswith(f"/bin/devserver-verify-login --user alice --deploy-public-key '{key}'"), (
-        post
-    )
+    device = sample["home"]["device"]
+    assert post.endswith(
+        f"/bin/devserver-verify-login --user alice --deploy-public-key '{key}' --home-device {device}"
+    ), post
 
 
 def test_nightly_upgrade_waits_for_the_token_unit_at_boot(sample: dict[str, Any]) -> None:
@@ -450,6 +455,7 @@ def test_home_dirs_script_makes_only_missing_homes_and_only_on_the_volume(volume
             "not-mounted": "{ umount -l /home 2>/dev/null || true; } && ! mountpoint -q /home",
         }[volume]
         report = f'stat -c "%U %a" /home/{user} 2>/dev/null || echo absent; cat /home/{user}/notes 2>/dev/null || true'
+        nologin = Path(tempfile.mkdtemp()) / "nologin"
         result = subprocess.run(
             [
                 *("unshare", "--mount", "--propagation", "private", "sh", "-c"),
@@ -460,6 +466,7 @@ def test_home_dirs_script_makes_only_missing_homes_and_only_on_the_volume(volume
             capture_output=True,
             text=True,
             timeout=30,
+            env={**os.environ, "DEVSERVER_NOLOGIN_FILE": str(nologin)},
         )
     finally:
         subprocess.run(["userdel", user], check=False, capture_output=True)
@@ -474,6 +481,9 @@ def test_home_dirs_script_makes_only_missing_homes_and_only_on_the_volume(volume
     else:
         assert "/home is not a mount point; creating nothing" in result.stderr
         assert out[-2:] == ["exit=1", "absent"], "nothing may be created on the root disk"
+        # pam_nologin shows this to everyone but root until systemd-user-sessions starts.
+        assert "is not mounted, so logins are refused" in nologin.read_text()
+        assert "systemctl start home.mount" in nologin.read_text()
 
 
 def test_old_secret_arn_option_still_sets_the_secret_id() -> None:

@@ -93,10 +93,11 @@ if [[ $* == "show --property=ActiveState --value nixos-upgrade.service" ]]; then
 fi
 [[ $* == "is-active --quiet sshd.service" && ${FAKE_SSHD:-active} == active ]]
 """,
+    # --mountpoint /home prints the mount's source; --target PATH the mount point holding PATH.
     "findmnt": r"""
 echo "findmnt $*" >> "$FAKE_CALLS"
-[[ -n ${FAKE_HOME_SOURCE:-} ]] || exit 1
-echo "$FAKE_HOME_SOURCE"
+[[ -n ${FAKE_HOME_SOURCE:-} ]] || { [[ $* == *--target* ]] && echo /; exit 1; }
+if [[ $* == *--target* ]]; then echo /home; else echo "$FAKE_HOME_SOURCE"; fi
 """,
     "sshd": r"""
 echo "sshd $*" >> "$FAKE_CALLS"
