@@ -414,6 +414,7 @@ in
   }) config.users.users;
   etc = lib.mapAttrs (_: f: { inherit (f) mode text; }) (config.environment.etc or { });
   homeDirsService = service "devserver-home-dirs";
+  vscodeRefreshService = service "devserver-vscode-server-refresh";
   ssmAgent = config.services.amazon-ssm-agent.enable or null;
   ssmAgentPath = (service "amazon-ssm-agent").path or null;
   upgradeService = service "nixos-upgrade";

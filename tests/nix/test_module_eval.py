@@ -511,3 +511,16 @@ def test_nightly_upgrade_never_updates_roots_channels(sample: dict[str, Any]) ->
     assert "--upgrade" not in script, script
     assert "/bin/nixos-rebuild switch --refresh --flake /etc/nixos#devserver-sample" in script
     assert sample["upgradeFlags"] == ["--refresh", "--flake /etc/nixos#devserver-sample"]
+
+
+def test_stale_vscode_servers_are_removed_before_any_session_or_the_users_manager(
+    sample: dict[str, Any],
+) -> None:
+    unit = sample["vscodeRefreshService"]
+    assert unit is not None, "auto-fix skips an already patched server after an arch switch"
+    assert {"systemd-user-sessions.service", "user@2000.service"} <= set(unit["before"])
+    assert unit["serviceConfig"]["User"] == "alice", "runs as the developer, never root in ~"
+    assert unit["serviceConfig"]["ExecStart"].endswith(
+        "/bin/devserver-vscode-server-refresh %h/.vscode-server %h/.vscode-server-insiders"
+    )
+    assert evaluate("{ devserver.image.vscodeServer.enable = false; }")["vscodeRefreshService"] is None
