@@ -523,4 +523,6 @@ def test_stale_vscode_servers_are_removed_before_any_session_or_the_users_manage
     assert unit["serviceConfig"]["ExecStart"].endswith(
         "/bin/devserver-vscode-server-refresh %h/.vscode-server %h/.vscode-server-insiders"
     )
-    assert evaluate("{ devserver.image.vscodeServer.enable = false; }")["vscodeRefreshService"] is None
+    assert (
+        evaluate("{ devserver.image.vscodeServer.enable = false; }")["vscodeRefreshService"] is None
+    )
