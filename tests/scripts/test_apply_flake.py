@@ -254,6 +254,11 @@ def _executable(path: Path, body: str) -> None:
 
 @pytest.fixture
 def machine(tmp_path: Path) -> Machine:
+    return make_machine(tmp_path)
+
+
+def make_machine(tmp_path: Path) -> Machine:
+    """A fake dev server running generation 1, with a staged host flake (also used by the replay)."""
     m = Machine(tmp_path)
     for name, body in FAKES.items():
         _executable(tmp_path / "bin" / name, body)
