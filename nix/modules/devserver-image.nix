@@ -47,8 +47,11 @@ in
       after = [ "devserver-home-dirs.service" ];
       before = [
         "systemd-user-sessions.service"
-        "user@${toString config.users.users.${userName}.uid}.service"
-      ];
+      ]
+      # The lingering manager runs auto-fix; its unit is named by uid (pinned in base.nix).
+      ++ lib.optional (
+        config.users.users.${userName}.uid or null != null
+      ) "user@${toString config.users.users.${userName}.uid}.service";
       unitConfig.RequiresMountsFor = "/home/${userName}";
       serviceConfig = {
         Type = "oneshot";
