@@ -63,6 +63,11 @@ let
       "--deploy-public-key"
       (lib.head cfg.deploy.rootAuthorizedKeys)
     ]
+    # On EC2 the upgrade also checks that /home is the volume, as a deployment does.
+    ++ lib.optionals ((cfg.ec2.enable or false) && (cfg.homeVolume.enable or false)) [
+      "--home-device"
+      cfg.homeVolume.device
+    ]
   );
 in
 {
@@ -236,8 +241,35 @@ in
       # After the switch (ExecStartPost of a oneshot): the same login check as a deployment; a
       # failure activates the previous generation and fails the unit, so the lock is put back too.
       postStart = "${lib.getExe upgradeFlakeLock} verify ${flakeDirArg} ${lib.getExe verifyLogin} ${verifyLoginArgs}";
-      # Runs after success and failure alike (also a failed preStart); $SERVICE_RESULT says which.
+      # Runs after success and failure alike (also a failed preStart or a switch that failed after
+      # activating, which never reaches postStart); $SERVICE_RESULT says which. It rolls back a
+      # moved profile and puts the lock back, so flake.lock always describes the running system.
       serviceConfig.ExecStopPost = "${lib.getExe upgradeFlakeLock} restore ${flakeDirArg}";
+      # auto-upgrade.nix appends `--upgrade` whenever `channel` is null (flakes included), which
+      # makes nixos-rebuild `nix-channel --update` root's channels every night: the channel
+      # apply-flake.sh's first-deploy fallback builds from would move unpinned. The flake pins
+      # everything, so the same switch runs without it.
+      script = lib.mkForce (
+        let
+          nixosRebuild = "${config.system.build.nixos-rebuild or pkgs.nixos-rebuild}/bin/nixos-rebuild";
+          flags = toString config.system.autoUpgrade.flags;
+        in
+        if config.system.autoUpgrade.allowReboot then
+          ''
+            ${nixosRebuild} boot ${flags}
+            booted="$(readlink /run/booted-system/{initrd,kernel,kernel-modules})"
+            built="$(readlink /nix/var/nix/profiles/system/{initrd,kernel,kernel-modules})"
+            if [ "$booted" = "$built" ]; then
+              ${nixosRebuild} switch ${flags}
+            else
+              ${config.systemd.package}/bin/shutdown -r +1
+            fi
+          ''
+        else
+          ''
+            ${nixosRebuild} switch ${flags}
+          ''
+      );
     };
   };
 }

@@ -2,6 +2,16 @@
 { config, lib, pkgs, ... }:
 let
   cfg = config.devserver;
+  userName = cfg.user.name;
+  # Drops VS Code servers on the kept /home that this machine cannot run (a file in the repo).
+  vscodeServerRefresh = pkgs.writeShellApplication {
+    name = "devserver-vscode-server-refresh";
+    runtimeInputs = [
+      pkgs.coreutils
+      pkgs.gnugrep
+    ];
+    text = builtins.readFile ../scripts/vscode-server-refresh.sh;
+  };
 in
 {
   options.devserver.image = {
@@ -26,6 +36,30 @@ in
     # Start the user's systemd manager at boot so the VS Code patcher watches before the first
     # connection; set only when needed, since linger = false would actively disable lingering.
     users.users.${cfg.user.name}.linger = lib.mkIf cfg.image.vscodeServer.enable (lib.mkDefault true);
+
+    # nixos-vscode-server's auto-fix skips a server it already patched, whose `node` wrapper names
+    # the store paths (and architecture) of the machine that patched it: after an arch switch onto
+    # the same /home, or once GC removed those paths, the first VS Code login would fail. Before any
+    # session and before the user's manager (which runs auto-fix), stale servers are removed.
+    systemd.services.devserver-vscode-server-refresh = lib.mkIf cfg.image.vscodeServer.enable {
+      description = "Remove VS Code servers this machine cannot run";
+      wantedBy = [ "multi-user.target" ];
+      after = [ "devserver-home-dirs.service" ];
+      before = [
+        "systemd-user-sessions.service"
+      ]
+      # The lingering manager runs auto-fix; its unit is named by uid (pinned in base.nix).
+      ++ lib.optional (
+        config.users.users.${userName}.uid or null != null
+      ) "user@${toString config.users.users.${userName}.uid}.service";
+      unitConfig.RequiresMountsFor = "/home/${userName}";
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        User = userName;
+        ExecStart = "${lib.getExe vscodeServerRefresh} %h/.vscode-server %h/.vscode-server-insiders";
+      };
+    };
 
     # The homeModules.default of nixos-vscode-server is added by the flake (home-manager.sharedModules).
     home-manager.users.${cfg.user.name} = {

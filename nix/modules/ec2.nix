@@ -27,11 +27,15 @@ let
   homeManagerUnits = map (u: "home-manager-${utils.escapeSystemdPath u.name}.service") (
     lib.filter (u: (config.home-manager.users or { }) ? ${u.name}) homeUsers
   );
+  nologinMessage = "The /home volume (${cfg.homeVolume.device}) is not mounted, so logins are refused: a home on the root disk would be hidden once the volume appears. Check that the EBS volume is attached, then as root: systemctl start home.mount systemd-user-sessions.service";
   # The unit's script (systemd.services.<name>.script runs under `set -e`); tested as plain shell.
   homeDirsScript = ''
-    # Never create anything on the root disk: /home must be the volume by now.
+    # Never create anything on the root disk: /home must be the volume by now. Logins wait for this
+    # unit (systemd-user-sessions requires it), so until the volume is there pam_nologin refuses
+    # every user but root, with this message (SSM's shell does not use PAM and stays open).
     if ! mountpoint -q /home; then
       echo "/home is not a mount point; creating nothing" >&2
+      printf '%s\n' ${lib.escapeShellArg nologinMessage} > "''${DEVSERVER_NOLOGIN_FILE:-/run/nologin}"
       exit 1
     fi
   ''
@@ -67,6 +71,16 @@ in
       };
     };
 
+    ssmAgent.enable = lib.mkOption {
+      type = lib.types.bool;
+      default = true;
+      description = ''
+        Whether to run the SSM agent (Session Manager break-glass shell). nixpkgs' amazon-image.nix
+        sets `services.amazon-ssm-agent.enable = true` at normal priority, so a plain
+        `services.amazon-ssm-agent.enable = false` conflicts with it; this option is the off switch.
+      '';
+    };
+
     zram.memoryPercent = lib.mkOption {
       type = lib.types.ints.between 0 100;
       default = 50;
@@ -87,6 +101,9 @@ in
       fsType = "ext4";
       # systemd-makefs formats only a device with no filesystem signature; existing data is never touched.
       autoFormat = true;
+      # A volume grown in AWS (homeVolumeGiB raised) is grown into at every mount (x-systemd.growfs,
+      # systemd-growfs@home.service; ext4 grows online). A shrink is refused on the AWS side.
+      autoResize = true;
       # A missing or slow volume must not drop the boot into emergency mode: SSH stays reachable.
       options = [
         "nofail"
@@ -100,8 +117,13 @@ in
     systemd.services.devserver-home-dirs = lib.mkIf (cfg.homeVolume.enable && homeUsers != [ ]) {
       description = "Create missing home directories on the /home volume";
       wantedBy = [ "multi-user.target" ] ++ homeManagerUnits;
+      # A login never lands in a home that is not the volume: no user sessions until this passed.
+      requiredBy = [ "systemd-user-sessions.service" ];
       before = [ "systemd-user-sessions.service" ] ++ homeManagerUnits;
-      unitConfig.RequiresMountsFor = "/home";
+      # Wants, not RequiresMountsFor: it must run (and say why logins are refused) when the `nofail`
+      # mount timed out; with Requires it would be skipped as a failed dependency.
+      wants = [ "home.mount" ];
+      after = [ "home.mount" ];
       path = [
         pkgs.util-linux
         pkgs.coreutils
@@ -115,7 +137,17 @@ in
 
     # Break-glass: SSM Session Manager reaches a shell when sshd or the keys path is broken (the
     # Pulumi program grants the role Session Manager's channel actions; see nix/README.md).
-    services.amazon-ssm-agent.enable = lib.mkDefault true;
+    # amazon-image.nix already turns the agent on at normal priority: only "off" needs a stronger one.
+    services.amazon-ssm-agent.enable = lib.mkIf (!cfg.ssmAgent.enable) (lib.mkForce false);
+    # A session shell is `sh` with the agent's own environment (amazon-ssm-agent
+    # agent/session/shell/shell_unix.go: cmd.Env = os.Environ()), whose PATH NixOS builds from the
+    # unit's `path` only: without the setuid wrappers there is no `sudo -i`.
+    systemd.services.amazon-ssm-agent = lib.mkIf cfg.ssmAgent.enable {
+      path = [
+        "/run/wrappers"
+        "/run/current-system/sw"
+      ];
+    };
 
     zramSwap = lib.mkIf (cfg.zram.memoryPercent > 0) {
       enable = true;

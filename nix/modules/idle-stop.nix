@@ -17,6 +17,8 @@ let
       pkgs.iproute2
       # pgrep counts Session Manager sessions (ssm-session-worker processes).
       pkgs.procps
+      # flock: the deploy lock apply-flake.sh holds.
+      pkgs.util-linux
       config.systemd.package
     ];
     text = builtins.readFile ../scripts/idle-stop.sh;

@@ -97,8 +97,9 @@ in
       description = "Copy the GitHub token for private flakes from AWS Secrets Manager";
       wants = [ "network-online.target" ];
       after = [ "network-online.target" ];
-      # Wanted, never required: a failed fetch is logged and retried, and boot goes on without it.
-      wantedBy = [ "multi-user.target" ];
+      # Started by its timer, not wanted by multi-user.target: a target gets an implicit After= on
+      # every unit it wants (systemd.target(5)), so an unreachable Secrets Manager would hold boot
+      # completion through every retry. Nothing requires it; the nightly upgrade waits for it.
       startAt = cfg.refreshInterval;
       # Never give up: the restart delay grows from RestartSec to RestartMaxDelaySec.
       startLimitIntervalSec = 0;
@@ -127,6 +128,9 @@ in
         NoNewPrivileges = true;
       };
     };
+
+    # At boot too (timers.target does not wait for the service the timer starts).
+    systemd.timers.devserver-github-token.timerConfig.OnBootSec = "0";
 
     # The nightly upgrade (also run at boot when its timer was missed) fetches private flakes:
     # it starts the token unit and waits for it; Wants, so a token failure does not block it.

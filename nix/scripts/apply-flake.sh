@@ -16,7 +16,8 @@
 #
 # Exit codes: 0 applied and verified; 1 usage or setup error; 2 home device never appeared;
 # 3 token fetch failed; 4 nixos-rebuild failed and the system did not change; 5 the new system
-# failed (switch or verification) and the previous generation is active again; 6 rollback failed;
+# failed (switch or verification) and the previous generation is active again (the message lists any
+# unit its activation left failed, e.g. a /home that stayed mounted); 6 rollback failed;
 # 7 verification failed but the switch changed nothing (same generation), so nothing to roll back;
 # 8 the shared flake input could not be updated (nothing was changed); 9 the verified system is
 # running but /etc/nixos could not be updated (the nightly upgrade would build the old flake);
@@ -259,17 +260,36 @@ activate() {
 # Roll back to exactly the recorded generation, the way `nixos-rebuild --rollback` does it
 # (move the profile, activate it) but without evaluating the new flake or guessing "previous".
 rollback() {
-	local reason=$1 now
+	local reason=$1 now status=0 failed home_state previous_dir
 	step "rolling back to $previous_generation: $reason"
-	if nix-env --profile "$system_profile" --switch-generation "$previous_number" &&
-		activate "$system_profile/bin/switch-to-configuration" switch; then
-		now=$(readlink -- "$system_profile" || true)
-		if [[ $now == "$previous_generation" ]]; then
-			fail 5 "$reason. The previous generation $previous_generation is active again."
-		fi
-		fail 6 "$reason. Rolled back, but $system_profile now points to '$now', not $previous_generation; check the machine over SSH."
+	nix-env --profile "$system_profile" --switch-generation "$previous_number" ||
+		fail 6 "$reason. Rolling back to $previous_generation ALSO failed (nix-env could not move $system_profile); check the machine over SSH or Session Manager."
+	# A previous generation without /home in its fstab (the stock image, before the first switch)
+	# unmounts the volume; the developer's lingering user manager (VS Code's auto-fix) keeps it busy
+	# and switch-to-configuration would fail with exit 4. Stop user managers first.
+	previous_dir=$(dirname -- "$system_profile")/$previous_generation
+	if findmnt --mountpoint /home >/dev/null 2>&1 && [[ -e $previous_dir/etc/fstab ]] &&
+		! grep -qE '^[^#[:space:]]+[[:space:]]+/home[[:space:]]' "$previous_dir/etc/fstab"; then
+		log "$previous_generation does not mount /home: stopping user managers so the volume can be unmounted"
+		systemctl stop 'user@*.service' || true
 	fi
-	fail 6 "$reason. Rolling back to $previous_generation ALSO failed; the machine may be unreachable, check it from the EC2 serial console."
+	activate "$system_profile/bin/switch-to-configuration" switch || status=$?
+	now=$(readlink -- "$system_profile" || true)
+	if [[ $now != "$previous_generation" ]]; then
+		fail 6 "$reason. Rolled back, but $system_profile now points to '$now', not $previous_generation; check the machine over SSH or Session Manager."
+	fi
+	if ((status == 0)); then
+		fail 5 "$reason. The previous generation $previous_generation is active again."
+	fi
+	# switch-to-configuration exits 4 when units failed to start or stop; the configuration is
+	# active all the same. Say exactly what is left, and whether the way in still works.
+	failed=$(systemctl list-units --failed --plain --no-legend 2>/dev/null | awk '{ print $1 }' | paste -sd ' ' -) || true
+	home_state=$(findmnt --noheadings --nofsroot --output SOURCE --mountpoint /home 2>/dev/null || true)
+	home_state=${home_state:+/home is still mounted from $home_state (it stays until the next reboot)}
+	if systemctl is-active --quiet sshd.service || systemctl is-active --quiet sshd.socket; then
+		fail 5 "$reason. The previous generation $previous_generation is active again and sshd runs, but its activation reported problems (switch-to-configuration exit $status): failed units: ${failed:-none listed}${home_state:+; $home_state}. Inspect with: systemctl --failed; a reboot boots $previous_generation cleanly."
+	fi
+	fail 6 "$reason. $previous_generation is the boot default again, but its activation failed (switch-to-configuration exit $status) and sshd is not running: failed units: ${failed:-none listed}${home_state:+; $home_state}. Reach the machine through Session Manager or reboot it from the EC2 console."
 }
 
 # Output goes straight to our stdout/stderr (no pipe), so Pulumi streams it line by line.
@@ -289,22 +309,17 @@ log "switched to $current_generation"
 step "verifying that the new system keeps /home, the developer's login and the deploy login working"
 problems=()
 
-if [[ -n $home_device ]]; then
-	home_source=$(findmnt --noheadings --nofsroot --output SOURCE --mountpoint /home || true)
-	if [[ -z $home_source ]]; then
-		problems+=("/home is not a mount point")
-	elif [[ $(readlink -f -- "$home_source") != "$(readlink -f -- "$home_device")" ]]; then
-		problems+=("/home is mounted from $home_source, not from the home volume $home_device")
-	fi
-fi
-
-# The developer's GitHub-key path and root's deploy key, checked the way sshd decides.
+# /home from the volume, the developer's GitHub-key path and root's deploy key, checked the way
+# sshd decides (the same check the nightly upgrade runs).
 verify_args=(--user "$user")
+if [[ -n $home_device ]]; then
+	verify_args+=(--home-device "$home_device")
+fi
 if [[ -n $deploy_public_key ]]; then
 	verify_args+=(--deploy-public-key "$deploy_public_key")
 fi
 if ! bash "$script_dir/verify-login.sh" "${verify_args[@]}"; then
-	problems+=("verify-login.sh found that $user or root cannot log in (reasons above)")
+	problems+=("verify-login.sh found that /home, $user's login or root's cannot be trusted (reasons above)")
 fi
 
 if ((${#problems[@]} > 0)); then

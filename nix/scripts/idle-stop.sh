@@ -11,6 +11,9 @@
 #   IDLE_STOP_SSM_SESSIONS_CMD shell command printing one line per SSM Session Manager session
 #                             (pgrep of ssm-session-worker, one per session); exit 1 with no
 #                             output means none, as pgrep reports it
+#   IDLE_STOP_DEPLOY_LOCK     the lock apply-flake.sh holds while deploying (/run/devserver/deploy.lock)
+#   IDLE_STOP_UPGRADE_STATE_CMD shell command printing nixos-upgrade.service's ActiveState
+#                             (systemctl show --property=ActiveState --value nixos-upgrade.service)
 #   IDLE_STOP_POWEROFF_CMD    shell command that stops the machine (systemctl poweroff)
 #   IDLE_STOP_STATE_FILE      where the idle-since timestamp lives (/run/devserver-idle-stop/idle-since)
 #   IDLE_STOP_NOW             current time in epoch seconds (date +%s)
@@ -29,6 +32,8 @@ ssh_port=${IDLE_STOP_SSH_PORT:-22}
 sessions_cmd=${IDLE_STOP_SESSIONS_CMD:-"ss -Htn state established '( sport = :${ssh_port} )'"}
 # amazon-ssm-agent runs one ssm-session-worker per Session Manager session (break-glass shell).
 ssm_sessions_cmd=${IDLE_STOP_SSM_SESSIONS_CMD:-"pgrep -f '(^|/)ssm-session-worker( |\$)'"}
+deploy_lock=${IDLE_STOP_DEPLOY_LOCK:-/run/devserver/deploy.lock}
+upgrade_state_cmd=${IDLE_STOP_UPGRADE_STATE_CMD:-systemctl show --property=ActiveState --value nixos-upgrade.service}
 poweroff_cmd=${IDLE_STOP_POWEROFF_CMD:-systemctl poweroff}
 state_file=${IDLE_STOP_STATE_FILE:-/run/devserver-idle-stop/idle-since}
 now=${IDLE_STOP_NOW:-$(date +%s)}
@@ -48,6 +53,21 @@ if ((ssm_status > 1)) || { ((ssm_status == 1)) && [[ -n $ssm_out ]]; }; then
   exit 0
 fi
 ssm_sessions=$(grep -c . <<<"$ssm_out" || true)
+
+# A deployment (apply-flake.sh holds the deploy lock) or the nightly upgrade is work even when
+# nobody is logged in and the CPU waits on the network: a poweroff half-way leaves a half-switched
+# system.
+if [[ -e $deploy_lock ]] && ! flock --nonblock "$deploy_lock" true; then
+  log "a deployment holds $deploy_lock; staying up"
+  rm -f "$state_file"
+  exit 0
+fi
+upgrade_state=$(bash -c "$upgrade_state_cmd" 2>/dev/null || echo unknown)
+if [[ $upgrade_state =~ ^(activating|active|deactivating|reloading)$ ]]; then
+  log "nixos-upgrade.service is $upgrade_state; staying up"
+  rm -f "$state_file"
+  exit 0
+fi
 
 load1=""
 if [[ -r "$loadavg_file" ]]; then

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # The nightly upgrade's guard rails around `nixos-rebuild switch --flake /etc/nixos`:
-#   guard   (preStart, first) refuses to start while apply-flake.sh holds the deploy lock, and
-#           records the running generation for `verify`;
+#   guard   (preStart, first) refuses to start while apply-flake.sh holds the deploy lock; otherwise
+#           records the running generation and marks the run as this upgrade's own;
 #   save    (preStart, before `nix flake update`) copies the lock aside;
 #   verify  (postStart, after the switch) runs the login check given as the remaining arguments;
 #           when it fails it activates the recorded generation again and fails the unit;
-#   restore (ExecStopPost, which systemd also runs after a failed start) puts the lock back unless
-#           systemd reports SERVICE_RESULT=success, and drops the copy either way.
+#   restore (ExecStopPost, which systemd runs after success and failure alike, with
+#           $SERVICE_RESULT) acts only on a run its guard let through: after a failure it activates
+#           the recorded generation again when the profile moved (a switch that failed after
+#           activating never reaches ExecStartPost), then puts the lock back, so flake.lock always
+#           describes the system that runs; after success it drops the copy.
 # apply-flake.sh takes the same lock and then waits until nixos-upgrade.service is inactive; the
-# unit is "activating" before `guard` runs, so one of the two always sees the other.
+# unit is "activating" before `guard` runs, so one of the two always sees the other. A run the
+# guard refused touches nothing, not even a stale flake.lock.pre-upgrade: a deployment holds the
+# lock and may be installing /etc/nixos/flake.lock at that very moment.
 #
 # Usage: upgrade-flake-lock.sh guard|save|restore FLAKE_DIR
 #        upgrade-flake-lock.sh verify FLAKE_DIR CHECK_COMMAND [ARGS...]
@@ -29,8 +34,35 @@ shift 2
 run_dir=${DEVSERVER_RUN_DIR:-/run/devserver}
 deploy_lock=$run_dir/deploy.lock
 previous_file=$run_dir/upgrade-previous-generation
+# Written by a guard that let the run through; restore acts on nothing without it.
+started_file=$run_dir/upgrade-started
 system_profile=${DEVSERVER_SYSTEM_PROFILE:-/nix/var/nix/profiles/system}
 systemd_dir=${DEVSERVER_SYSTEMD_DIR:-/run/systemd/system}
+
+# Activates generation $1 (a "system-N-link" name) again, in its own unit as nixos-rebuild does:
+# the activation may restart this very service.
+activate_previous() {
+	local previous=$1
+	[[ $previous =~ -([0-9]+)-link$ ]] || return 1
+	nix-env --profile "$system_profile" --switch-generation "${BASH_REMATCH[1]}" || return 1
+	if [[ -d $systemd_dir ]]; then
+		NIXOS_INSTALL_BOOTLOADER=0 systemd-run -E LOCALE_ARCHIVE -E NIXOS_INSTALL_BOOTLOADER \
+			--collect --no-ask-password --pipe --quiet --wait --service-type=exec \
+			--unit=nixos-rebuild-switch-to-configuration "$system_profile/bin/switch-to-configuration" switch
+	else
+		NIXOS_INSTALL_BOOTLOADER=0 "$system_profile/bin/switch-to-configuration" switch
+	fi
+}
+
+restore_lock() {
+	if [[ -e $saved ]]; then
+		mv -f -- "$saved" "$lock"
+		echo "nixos-upgrade failed ($1): restored the previous $lock"
+	elif [[ -e $absent ]]; then
+		rm -f -- "$lock" "$absent"
+		echo "nixos-upgrade failed ($1): removed the $lock it created"
+	fi
+}
 
 case $action in
 guard)
@@ -40,6 +72,7 @@ guard)
 		exit 1
 	fi
 	readlink -- "$system_profile" >"$previous_file"
+	: >"$started_file"
 	;;
 save)
 	rm -f -- "$saved" "$absent"
@@ -61,29 +94,34 @@ verify)
 		exit 1
 	fi
 	echo "nixos-upgrade: the login check failed; activating $previous again" >&2
-	nix-env --profile "$system_profile" --switch-generation "${BASH_REMATCH[1]}"
-	# In its own unit, as nixos-rebuild does: the activation may restart this very service.
-	if [[ -d $systemd_dir ]]; then
-		NIXOS_INSTALL_BOOTLOADER=0 systemd-run -E LOCALE_ARCHIVE -E NIXOS_INSTALL_BOOTLOADER \
-			--collect --no-ask-password --pipe --quiet --wait --service-type=exec \
-			--unit=nixos-rebuild-switch-to-configuration "$system_profile/bin/switch-to-configuration" switch
-	else
-		NIXOS_INSTALL_BOOTLOADER=0 "$system_profile/bin/switch-to-configuration" switch
-	fi
+	activate_previous "$previous"
 	echo "nixos-upgrade: rolled back to $previous because the login check failed" >&2
 	exit 1
 	;;
 restore)
-	rm -f -- "$previous_file"
+	if [[ ! -e $started_file ]]; then
+		# The guard refused (or never ran): whatever lies in FLAKE_DIR belongs to someone else.
+		echo "nixos-upgrade did not get past its guard (${SERVICE_RESULT:-unknown}): nothing to restore"
+		exit 0
+	fi
+	previous=$(cat -- "$previous_file" 2>/dev/null || true)
+	rm -f -- "$started_file" "$previous_file"
 	result=${SERVICE_RESULT:-unknown}
 	if [[ $result == success ]]; then
 		rm -f -- "$saved" "$absent"
-	elif [[ -e $saved ]]; then
-		mv -f -- "$saved" "$lock"
-		echo "nixos-upgrade failed ($result): restored the previous $lock"
-	elif [[ -e $absent ]]; then
-		rm -f -- "$lock" "$absent"
-		echo "nixos-upgrade failed ($result): removed the $lock it created"
+		exit 0
 	fi
+	current=$(readlink -- "$system_profile" || true)
+	if [[ $previous =~ -[0-9]+-link$ && $current != "$previous" ]]; then
+		echo "nixos-upgrade failed ($result) after switching to $current; activating $previous again" >&2
+		if ! activate_previous "$previous" || [[ $(readlink -- "$system_profile" || true) != "$previous" ]]; then
+			# The system runs the new generation: keep the lock it was built from, so they agree.
+			rm -f -- "$saved" "$absent"
+			echo "nixos-upgrade: rolling back to $previous FAILED; the system runs $(readlink -- "$system_profile" || true) and $lock is the updated lock it was built from" >&2
+			exit 1
+		fi
+		echo "nixos-upgrade: rolled back to $previous" >&2
+	fi
+	restore_lock "$result"
 	;;
 esac

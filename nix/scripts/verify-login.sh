@@ -4,6 +4,10 @@
 # after a switch (which rolls back when this fails) and by Pulumi's <name>-verify-login step.
 #
 # Usage: verify-login.sh --user USER [--deploy-public-key 'ssh-ed25519 AAAA... [comment]']
+#                        [--home-device PATH]
+#
+# With --home-device it also checks that /home is mounted from that device and that USER's home is
+# on it: a login must never land in a directory on the root disk that the volume later hides.
 #
 # For USER it asks sshd for the effective settings (`sshd -T -C user=USER,...`), then checks the
 # AuthorizedKeysCommand the way openssh's subprocess() does before running it (absolute path,
@@ -21,6 +25,7 @@ set -euo pipefail
 readonly prog=verify-login
 user=
 deploy_public_key=
+home_device=
 root_home=${DEVSERVER_ROOT_HOME:-/root}
 keys_timeout=${DEVSERVER_KEYS_TIMEOUT:-30}
 sshd_args=()
@@ -33,12 +38,12 @@ log() {
 }
 
 usage() {
-	printf 'usage: %s --user USER [--deploy-public-key KEY]\n' "$prog"
+	printf 'usage: %s --user USER [--deploy-public-key KEY] [--home-device PATH]\n' "$prog"
 }
 
 while (($# > 0)); do
 	case $1 in
-	--user | --deploy-public-key)
+	--user | --deploy-public-key | --home-device)
 		if (($# < 2)); then
 			log "ERROR: $1 needs a value"
 			exit 1
@@ -46,6 +51,7 @@ while (($# > 0)); do
 		case $1 in
 		--user) user=$2 ;;
 		--deploy-public-key) deploy_public_key=$2 ;;
+		--home-device) home_device=$2 ;;
 		esac
 		shift 2
 		;;
@@ -147,6 +153,19 @@ if passwd_line=$(getent passwd "$user"); then
 	fi
 else
 	problem "user $user does not exist"
+fi
+
+# --- /home is the volume ---------------------------------------------------------------------------
+if [[ -n $home_device ]]; then
+	home_source=$(findmnt --noheadings --nofsroot --output SOURCE --mountpoint /home || true)
+	if [[ -z $home_source ]]; then
+		problem "/home is not a mount point: the home volume $home_device is not mounted, so a login would land on the root disk"
+	elif [[ $(readlink -f -- "$home_source") != "$(readlink -f -- "$home_device")" ]]; then
+		problem "/home is mounted from $home_source, not from the home volume $home_device"
+	elif [[ -n $home && $home == /home/* ]] &&
+		[[ $(findmnt --noheadings --output TARGET --target "$home" || true) != /home ]]; then
+		problem "$user's home $home is not on the /home volume"
+	fi
 fi
 
 # --- the developer's key path, as sshd runs it --------------------------------------------------

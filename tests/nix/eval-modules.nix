@@ -38,6 +38,7 @@ let
     "nix"
     "nixfmt"
     "nixfmt-tree"
+    "nixos-rebuild"
     "procps"
     "shadow"
     "systemd"
@@ -231,16 +232,54 @@ let
     };
 
   # Declares only what several modules define together (lists merge by concatenation here).
-  nixosStub = {
+  nixosStub =
+    { config, ... }:
+    {
     config._module.freeformType = freeform;
     options = {
       assertions = listOption lib.types.anything;
       systemd = freeformWith { tmpfiles = freeformWith { rules = listOption lib.types.str; }; };
       system = freeformWith {
         stateVersion = lib.mkOption { type = lib.types.str; };
+        # nixos/modules/tasks/auto-upgrade.nix (nixpkgs as indexed, id 22278867): the options the
+        # devserver modules read, with upstream's types and defaults; `flags` is computed below.
+        autoUpgrade = freeformWith {
+          flake = lib.mkOption {
+            type = lib.types.nullOr lib.types.str;
+            default = null;
+          };
+          channel = lib.mkOption {
+            type = lib.types.nullOr lib.types.str;
+            default = null;
+          };
+          flags = listOption lib.types.str;
+          allowReboot = lib.mkOption {
+            type = lib.types.bool;
+            default = false;
+          };
+        };
+      };
+      # nixos/modules/programs/zsh/zsh.nix: `lines`, so several modules' snippets concatenate.
+      programs = freeformWith {
+        zsh = freeformWith {
+          interactiveShellInit = lib.mkOption {
+            type = lib.types.lines;
+            default = "";
+          };
+        };
       };
     };
     config = {
+      # auto-upgrade.nix: a flake gets `--refresh --flake <flake>`; its script then appends
+      # `--upgrade` whenever channel is null (upgradeFlag), flakes included.
+      system.autoUpgrade.flags =
+        let
+          cfg = config.system.autoUpgrade;
+        in
+        lib.mkIf (cfg.flake != null) [
+          "--refresh"
+          "--flake ${cfg.flake}"
+        ];
       nix.package = pkgs.nix;
       systemd.package = pkgs.systemd;
     };
@@ -256,11 +295,48 @@ let
       };
       legacyPackages = lib.genAttrs [ "x86_64-linux" "aarch64-linux" ] (_: pkgs);
     };
-    home-manager.nixosModules.home-manager = { };
+    home-manager.nixosModules.home-manager = homeManagerStub;
     vscode-server.homeModules.default = {
       vscodeServerHomeModuleStandIn = true;
     };
   };
+
+  # Stands in for home-manager's NixOS module (nix-community/home-manager release-26.05 @ dd71501f,
+  # nixos/common.nix options and nixos/default.nix `baseUnit`): the backup options with their
+  # upstream types and defaults, and the environment they become in home-manager-<user>.service,
+  # which modules/files/check-link-targets.sh and the link step read.
+  homeManagerStub =
+    { config, ... }:
+    let
+      cfg = config.home-manager;
+    in
+    {
+      options.home-manager = {
+        backupCommand = lib.mkOption {
+          type = lib.types.nullOr (lib.types.either lib.types.str lib.types.path);
+          default = null;
+        };
+        backupFileExtension = lib.mkOption {
+          type = lib.types.nullOr lib.types.str;
+          default = null;
+        };
+        overwriteBackup = lib.mkEnableOption "forced overwriting of existing backup files";
+        unitEnvironment = lib.mkOption {
+          type = lib.types.attrsOf lib.types.str;
+          readOnly = true;
+          description = "Stand-in output: the backup part of baseUnit's environment.";
+        };
+      };
+      config.home-manager.unitEnvironment = lib.mkMerge [
+        (lib.mkIf (cfg.backupCommand != null) {
+          HOME_MANAGER_BACKUP_COMMAND = toString cfg.backupCommand;
+        })
+        (lib.mkIf (cfg.backupFileExtension != null) {
+          HOME_MANAGER_BACKUP_EXT = cfg.backupFileExtension;
+        })
+        (lib.mkIf cfg.overwriteBackup { HOME_MANAGER_BACKUP_OVERWRITE = "1"; })
+      ];
+    };
 
   # Stands in for nixpkgs' amazon-ssm-agent module (nixos/modules/services/misc/amazon-ssm-agent.nix
   # @ 136283b5): when enabled it declares ssm-user as a normal user in its own group, which the
@@ -316,6 +392,7 @@ in
     formatter = lib.mapAttrs (_: f: f.name) outputs.formatter;
   };
   homeManagerSharedModules = config.home-manager.sharedModules;
+  homeManagerEnvironment = config.home-manager.unitEnvironment;
   failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
   home = config.fileSystems."/home" or null;
   swap = config.zramSwap or null;
@@ -337,7 +414,9 @@ in
   }) config.users.users;
   etc = lib.mapAttrs (_: f: { inherit (f) mode text; }) (config.environment.etc or { });
   homeDirsService = service "devserver-home-dirs";
+  vscodeRefreshService = service "devserver-vscode-server-refresh";
   ssmAgent = config.services.amazon-ssm-agent.enable or null;
+  ssmAgentPath = (service "amazon-ssm-agent").path or null;
   upgradeService = service "nixos-upgrade";
   mutableUsers = config.users.mutableUsers;
   sudo = config.security.sudo;
@@ -348,7 +427,10 @@ in
   tmpfiles = config.systemd.tmpfiles.rules;
   autoUpgrade = config.system.autoUpgrade or null;
   upgradePreStart = (service "nixos-upgrade").preStart or null;
+  # auto-upgrade.nix's own flags for a flake (nixpkgs @ 22278867 as indexed): --refresh --flake <f>.
+  upgradeFlags = config.system.autoUpgrade.flags or null;
   tokenService = service "devserver-github-token";
+  tokenTimer = config.systemd.timers.devserver-github-token or null;
   # What region would be without the sample host's explicit value.
   tokenRegionDefault = evaluated.options.devserver.token.region.default;
   idleStopService = service "devserver-idle-stop";

@@ -192,3 +192,30 @@ def test_zero_or_missing_minutes_is_refused(machine: Machine) -> None:
         assert result.returncode == 2, f"IDLE_STOP_MINUTES={minutes!r} must be refused"
         assert "IDLE_STOP_MINUTES" in result.stderr
     assert not machine.powered_off.exists()
+
+
+@pytest.mark.parametrize("state", ["activating", "deactivating"])
+def test_a_running_nightly_upgrade_counts_as_activity(machine: Machine, state: str) -> None:
+    machine.set(load="0.01", ssh_sessions=0)
+    upgrade = {"IDLE_STOP_UPGRADE_STATE_CMD": f"echo {state}"}
+    for minute in range(0, 3 * MINUTES, 5):
+        machine.tick(T0 + minute * 60, **upgrade)
+    assert not machine.powered_off.exists(), "a poweroff mid-switch leaves a half-switched system"
+
+
+def test_a_deployment_holding_the_deploy_lock_counts_as_activity(machine: Machine) -> None:
+    import fcntl
+
+    machine.set(load="0.01", ssh_sessions=0)
+    lock = machine.tmp / "deploy.lock"
+    env = {"IDLE_STOP_DEPLOY_LOCK": str(lock), "IDLE_STOP_UPGRADE_STATE_CMD": "echo inactive"}
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        for minute in range(0, 3 * MINUTES, 5):
+            out = machine.tick(T0 + minute * 60, **env)
+    assert "a deployment holds" in out.stdout
+    assert not machine.powered_off.exists()
+    # Released: the idle clock starts again from zero and runs out.
+    machine.tick(T0 + 3 * MINUTES * 60, **env)
+    machine.tick(T0 + 4 * MINUTES * 60 + 60, **env)
+    assert machine.powered_off.exists()

@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -140,12 +141,13 @@ def test_keys_command_is_a_root_owned_0755_copy_under_etc_never_a_store_path(
 
 def test_host_values_win_over_every_opinion() -> None:
     # Plain (normal-priority) definitions, as a host flake writes them: no conflicting definitions.
-    host = """{
+    # PermitRootLogin needs mkForce: amazon-image.nix sets it at normal priority (the stub carries it).
+    host = """{ lib, ... }: {
       users.mutableUsers = true;
       security.sudo.wheelNeedsPassword = true;
       security.sudo.execWheelOnly = false;
       services.openssh.settings.PasswordAuthentication = true;
-      services.openssh.settings.PermitRootLogin = "no";
+      services.openssh.settings.PermitRootLogin = lib.mkForce "no";
       nix.gc.automatic = false;
       virtualisation.docker.autoPrune.dates = "weekly";
       users.users.alice.uid = 1500;
@@ -189,7 +191,21 @@ def test_the_ssm_agent_runs_for_break_glass_unless_the_host_turns_it_off(
     sample: dict[str, Any],
 ) -> None:
     assert sample["ssmAgent"] is True, "Session Manager is the way in when SSH is broken"
-    assert evaluate(host="{ services.amazon-ssm-agent.enable = false; }")["ssmAgent"] is False
+    assert evaluate(host="{ devserver.ssmAgent.enable = false; }")["ssmAgent"] is False
+
+
+def test_a_plain_ssm_agent_false_conflicts_with_amazon_image_so_the_docs_name_the_option() -> None:
+    # amazon-image.nix sets `services.amazon-ssm-agent.enable = true` at normal priority.
+    result = run_harness(host="{ services.amazon-ssm-agent.enable = false; }")
+    assert result.returncode != 0
+    assert "services.amazon-ssm-agent.enable' has conflicting definition values" in result.stderr
+
+
+def test_a_session_manager_shell_finds_the_sudo_wrapper_on_its_path(sample: dict[str, Any]) -> None:
+    # The session shell inherits the agent's environment; sudo is only in /run/wrappers/bin.
+    assert sample["ssmAgentPath"][0] == "/run/wrappers", sample["ssmAgentPath"]
+    assert "/run/current-system/sw" in sample["ssmAgentPath"]
+    assert evaluate(host="{ devserver.ssmAgent.enable = false; }")["ssmAgentPath"] is None
 
 
 def test_ssm_user_keeps_sudo_under_exec_wheel_only() -> None:
@@ -203,7 +219,10 @@ def test_home_directories_are_made_on_the_mounted_volume_before_home_manager_and
 ) -> None:
     unit = sample["homeDirsService"]
     assert unit is not None, "activation makes /home/alice before the volume is mounted over it"
-    assert unit["unitConfig"]["RequiresMountsFor"] == "/home"
+    assert "home.mount" in unit["after"] and "home.mount" in unit["wants"]
+    # A late or missing volume: no user session starts until the unit has seen /home mounted.
+    assert unit["requiredBy"] == ["systemd-user-sessions.service"]
+    assert "RequiresMountsFor" not in unit.get("unitConfig", {}), "it must run to explain itself"
     assert {"systemd-user-sessions.service", "home-manager-alice.service"} <= set(unit["before"])
     assert "home-manager-alice.service" in unit["wantedBy"]
     assert "multi-user.target" in unit["wantedBy"]
@@ -225,6 +244,8 @@ def test_home_is_mounted_by_stable_name_formatted_only_when_blank_and_never_bloc
     assert home["fsType"] == "ext4"
     assert home["autoFormat"] is True, "systemd-makefs formats only a device without a filesystem"
     assert "nofail" in home["options"], "a missing /home volume must not block boot"
+    # filesystems.nix: autoResize adds x-systemd.growfs, so a grown EBS volume reaches ext4.
+    assert home["autoResize"] is True
 
 
 def test_kernel_device_name_for_home_is_rejected_with_the_fix() -> None:
@@ -279,7 +300,11 @@ def test_token_unit_gets_the_secret_name_and_never_a_token(sample: dict[str, Any
 
 def test_token_unit_can_never_fail_the_boot(sample: dict[str, Any]) -> None:
     unit = sample["tokenService"]
-    assert unit["wantedBy"] == ["multi-user.target"]
+    # systemd.target(5): a target is ordered After= every unit it Wants, so a wanted token unit
+    # with an unreachable endpoint would hold multi-user.target through all its retries.
+    assert "multi-user.target" not in unit.get("wantedBy", []), unit.get("wantedBy")
+    assert sample["tokenTimer"]["timerConfig"]["OnBootSec"] == "0", "fetched at boot by its timer"
+    assert unit["startAt"] == "hourly"
     assert "requiredBy" not in unit, "nothing may require the token unit"
     assert "network-online.target" in unit["after"]
     assert unit["serviceConfig"]["Restart"] == "on-failure"
@@ -366,9 +391,10 @@ def test_nightly_upgrade_is_skipped_during_a_deployment_and_login_checked_after_
     post = unit["postStart"]
     key = sample["users"]["root"]["authorizedKeys"][0]
     assert f"{tool} verify /etc/nixos " in post, post
-    assert post.endswith(f"/bin/devserver-verify-login --user alice --deploy-public-key '{key}'"), (
-        post
-    )
+    device = sample["home"]["device"]
+    assert post.endswith(
+        f"/bin/devserver-verify-login --user alice --deploy-public-key '{key}' --home-device {device}"
+    ), post
 
 
 def test_nightly_upgrade_waits_for_the_token_unit_at_boot(sample: dict[str, Any]) -> None:
@@ -429,6 +455,7 @@ def test_home_dirs_script_makes_only_missing_homes_and_only_on_the_volume(volume
             "not-mounted": "{ umount -l /home 2>/dev/null || true; } && ! mountpoint -q /home",
         }[volume]
         report = f'stat -c "%U %a" /home/{user} 2>/dev/null || echo absent; cat /home/{user}/notes 2>/dev/null || true'
+        nologin = Path(tempfile.mkdtemp()) / "nologin"
         result = subprocess.run(
             [
                 *("unshare", "--mount", "--propagation", "private", "sh", "-c"),
@@ -439,6 +466,7 @@ def test_home_dirs_script_makes_only_missing_homes_and_only_on_the_volume(volume
             capture_output=True,
             text=True,
             timeout=30,
+            env={**os.environ, "DEVSERVER_NOLOGIN_FILE": str(nologin)},
         )
     finally:
         subprocess.run(["userdel", user], check=False, capture_output=True)
@@ -453,9 +481,48 @@ def test_home_dirs_script_makes_only_missing_homes_and_only_on_the_volume(volume
     else:
         assert "/home is not a mount point; creating nothing" in result.stderr
         assert out[-2:] == ["exit=1", "absent"], "nothing may be created on the root disk"
+        # pam_nologin shows this to everyone but root until systemd-user-sessions starts.
+        assert "is not mounted, so logins are refused" in nologin.read_text()
+        assert "systemctl start home.mount" in nologin.read_text()
 
 
 def test_old_secret_arn_option_still_sets_the_secret_id() -> None:
     # Hand-made hosts written for `devserver.token.secretArn` keep working (with a rename warning).
     result = evaluate(host='{ lib, ... }: { devserver.token.secretArn = lib.mkForce "old/name"; }')
     assert "--secret-id old/name " in result["tokenService"]["serviceConfig"]["ExecStart"]
+
+
+def test_an_edited_dotfile_is_moved_by_the_backup_command_never_by_an_extension(
+    sample: dict[str, Any],
+) -> None:
+    # home-manager (check-link-targets.sh) refuses a second backup to the same TARGET.<ext> unless
+    # overwriteBackup, which would drop the first: a command that picks a fresh name does neither.
+    env = sample["homeManagerEnvironment"]
+    assert "HOME_MANAGER_BACKUP_EXT" not in env, env
+    assert env["HOME_MANAGER_BACKUP_COMMAND"].endswith("/bin/devserver-home-backup"), env
+    # The unit runs `$HOME_MANAGER_BACKUP_COMMAND "$targetPath"` word-split: no spaces allowed.
+    assert " " not in env["HOME_MANAGER_BACKUP_COMMAND"]
+    assert "moved-dotfiles.log" in sample["zshInit"], "the next login says what was moved"
+
+
+def test_nightly_upgrade_never_updates_roots_channels(sample: dict[str, Any]) -> None:
+    # auto-upgrade.nix appends --upgrade when channel is null (flakes too): nix-channel --update.
+    script = sample["upgradeService"]["script"]
+    assert "--upgrade" not in script, script
+    assert "/bin/nixos-rebuild switch --refresh --flake /etc/nixos#devserver-sample" in script
+    assert sample["upgradeFlags"] == ["--refresh", "--flake /etc/nixos#devserver-sample"]
+
+
+def test_stale_vscode_servers_are_removed_before_any_session_or_the_users_manager(
+    sample: dict[str, Any],
+) -> None:
+    unit = sample["vscodeRefreshService"]
+    assert unit is not None, "auto-fix skips an already patched server after an arch switch"
+    assert {"systemd-user-sessions.service", "user@2000.service"} <= set(unit["before"])
+    assert unit["serviceConfig"]["User"] == "alice", "runs as the developer, never root in ~"
+    assert unit["serviceConfig"]["ExecStart"].endswith(
+        "/bin/devserver-vscode-server-refresh %h/.vscode-server %h/.vscode-server-insiders"
+    )
+    assert (
+        evaluate("{ devserver.image.vscodeServer.enable = false; }")["vscodeRefreshService"] is None
+    )

@@ -47,9 +47,11 @@ def run(action: str, flake_dir: Path, result: str | None = None) -> str:
 
 
 @pytest.mark.parametrize("result", ["exit-code", "timeout", "signal"])
-def test_failed_upgrade_puts_the_previous_lock_back(tmp_path: Path, result: str) -> None:
+def test_failed_upgrade_puts_the_previous_lock_back(machine: Path, result: str) -> None:
+    tmp_path = machine
     lock = tmp_path / "flake.lock"
     lock.write_text(OLD)
+    run("guard", tmp_path)
     run("save", tmp_path)
     lock.write_text(NEW)  # what `nix flake update` did before the switch failed
 
@@ -60,9 +62,11 @@ def test_failed_upgrade_puts_the_previous_lock_back(tmp_path: Path, result: str)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flake.lock"]
 
 
-def test_successful_upgrade_keeps_the_updated_lock(tmp_path: Path) -> None:
+def test_successful_upgrade_keeps_the_updated_lock(machine: Path) -> None:
+    tmp_path = machine
     lock = tmp_path / "flake.lock"
     lock.write_text(OLD)
+    run("guard", tmp_path)
     run("save", tmp_path)
     lock.write_text(NEW)
 
@@ -72,7 +76,9 @@ def test_successful_upgrade_keeps_the_updated_lock(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flake.lock"]
 
 
-def test_failed_upgrade_removes_a_lock_it_created(tmp_path: Path) -> None:
+def test_failed_upgrade_removes_a_lock_it_created(machine: Path) -> None:
+    tmp_path = machine
+    run("guard", tmp_path)
     run("save", tmp_path)
     (tmp_path / "flake.lock").write_text(NEW)
 
@@ -180,3 +186,61 @@ def test_failed_login_check_without_a_new_generation_fails_without_a_rollback(
     assert done.returncode == 1
     assert _calls(machine) == []
     assert "no other generation to go back to" in done.stderr
+
+
+def test_a_switch_that_failed_after_activating_is_rolled_back_by_exec_stop_post(
+    machine: Path,
+) -> None:
+    # ExecStartPost (verify) never runs after a failed ExecStart; ExecStopPost does, with
+    # SERVICE_RESULT=exit-code (systemd.service(5)). The profile moved to generation 2.
+    lock = machine / "flake.lock"
+    lock.write_text(OLD)
+    run("guard", machine)
+    run("save", machine)
+    lock.write_text(NEW)
+    _upgrade_switches(machine)
+
+    done = invoke("restore", machine, result="exit-code")
+
+    assert done.returncode == 0, done.stderr
+    profile = Path(_env(machine)["DEVSERVER_SYSTEM_PROFILE"])
+    assert str(profile.readlink()) == "system-1-link", "the unverified generation is not kept"
+    assert "gen1/switch-to-configuration switch" in _calls(machine)
+    assert lock.read_text() == OLD, "the lock describes the generation that runs again"
+    assert "activating system-1-link again" in done.stderr
+
+
+def test_a_failed_rollback_keeps_the_lock_the_running_system_was_built_from(
+    machine: Path,
+) -> None:
+    lock = machine / "flake.lock"
+    lock.write_text(OLD)
+    run("guard", machine)
+    run("save", machine)
+    lock.write_text(NEW)
+    _upgrade_switches(machine)
+    (Path(_env(machine)["PATH"].split(":")[0]) / "nix-env").write_text("#!/bin/bash\nexit 1\n")
+
+    done = invoke("restore", machine, result="exit-code")
+
+    assert done.returncode == 1
+    assert lock.read_text() == NEW, "lock and system must agree: the new system still runs"
+    assert "rolling back to system-1-link FAILED" in done.stderr
+    assert not (machine / "flake.lock.pre-upgrade").exists()
+
+
+def test_a_refused_upgrade_never_touches_a_lock_a_deployment_is_installing(machine: Path) -> None:
+    # A stale copy from an interrupted earlier upgrade lies beside the lock.
+    lock = machine / "flake.lock"
+    (machine / "flake.lock.pre-upgrade").write_text('{"note": "stale, weeks old"}\n')
+    run_dir = Path(_env(machine)["DEVSERVER_RUN_DIR"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / "deploy.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert invoke("guard", machine).returncode == 1
+        lock.write_text(NEW)  # apply-flake.sh installs the verified lock meanwhile
+        done = invoke("restore", machine, result="exit-code")
+
+    assert done.returncode == 0, done.stderr
+    assert lock.read_text() == NEW, "the deployment's lock must survive the refused upgrade"
+    assert "did not get past its guard" in done.stdout

@@ -91,12 +91,18 @@ if [[ $* == "show --property=ActiveState --value nixos-upgrade.service" ]]; then
   cat "$FAKE_UPGRADE_STATE_FILE" 2>/dev/null || echo inactive
   exit 0
 fi
+if [[ $1 == list-units ]]; then
+  [[ -z ${FAKE_FAILED_UNITS:-} ]] || echo "$FAKE_FAILED_UNITS loaded failed failed Home"
+  exit 0
+fi
+[[ $1 == stop ]] && exit 0
 [[ $* == "is-active --quiet sshd.service" && ${FAKE_SSHD:-active} == active ]]
 """,
+    # --mountpoint /home prints the mount's source; --target PATH the mount point holding PATH.
     "findmnt": r"""
 echo "findmnt $*" >> "$FAKE_CALLS"
-[[ -n ${FAKE_HOME_SOURCE:-} ]] || exit 1
-echo "$FAKE_HOME_SOURCE"
+[[ -n ${FAKE_HOME_SOURCE:-} ]] || { [[ $* == *--target* ]] && echo /; exit 1; }
+if [[ $* == *--target* ]]; then echo /home; else echo "$FAKE_HOME_SOURCE"; fi
 """,
     "sshd": r"""
 echo "sshd $*" >> "$FAKE_CALLS"
@@ -248,6 +254,11 @@ def _executable(path: Path, body: str) -> None:
 
 @pytest.fixture
 def machine(tmp_path: Path) -> Machine:
+    return make_machine(tmp_path)
+
+
+def make_machine(tmp_path: Path) -> Machine:
+    """A fake dev server running generation 1, with a staged host flake (also used by the replay)."""
     m = Machine(tmp_path)
     for name, body in FAKES.items():
         _executable(tmp_path / "bin" / name, body)
@@ -828,3 +839,32 @@ def test_scripts_pass_shellcheck() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_a_rollback_that_cannot_unmount_home_leaves_a_usable_machine_and_says_what_is_left(
+    machine: Machine,
+) -> None:
+    # First switch onto the volume fails; generation 1 (the stock image) has no /home in its fstab.
+    gen1 = machine.profile.parent / "system-gen1"
+    (gen1 / "etc").mkdir()
+    (gen1 / "etc" / "fstab").write_text("/dev/disk/by-label/nixos / ext4 defaults 0 1\n")
+    # switch-to-configuration-ng exits 4 when a unit failed to stop or start ("warning: the
+    # following units failed", nixpkgs nixos/tests/switch-test.nix): here home.mount, kept busy.
+    _executable(
+        gen1 / "bin" / "switch-to-configuration",
+        'echo "gen1/switch-to-configuration $*" >> "$FAKE_CALLS"\n'
+        'echo "warning: the following units failed: home.mount" >&2\nexit 4\n',
+    )
+
+    result = machine.apply(
+        *full_args(machine), FAKE_REBUILD_EXIT="4", FAKE_FAILED_UNITS="home.mount"
+    )
+
+    assert result.returncode == 5, result.stderr
+    assert str(machine.profile.readlink()) == "system-1-link"
+    assert "systemctl stop user@*.service" in machine.calls(), "the lingering manager holds /home"
+    assert "ALSO failed" not in result.stderr
+    assert "active again and sshd runs" in result.stderr
+    assert "switch-to-configuration exit 4" in result.stderr
+    assert "failed units: home.mount" in result.stderr
+    assert f"/home is still mounted from {machine.home_device}" in result.stderr
