@@ -42,6 +42,9 @@ from tests.program import (
 )
 
 INSTANCE = "aws:ec2/instance:Instance"
+VOLUME = "aws:ebs/volume:Volume"
+EIP = "aws:ec2/eip:Eip"
+TAG = "aws:ec2/tag:Tag"
 COMMAND = "command:remote:Command"
 COPY = "command:remote:CopyToRemote"
 # Inputs whose change replaces the resource. Dotted names are nested properties.
@@ -72,6 +75,8 @@ REPLACE_ON: dict[str, frozenset[str]] = {
         {"domain", "address", "publicIpv4Pool", "networkBorderGroup", "ipamPoolId"}
     ),
     "aws:ec2transitgateway/instanceState:InstanceState": frozenset({"instanceId"}),
+    # ec2_tag.go: resource_id and key are ForceNew, value is updated in place.
+    TAG: frozenset({"resourceId", "key"}),
     "aws:ec2/keyPair:KeyPair": frozenset({"keyName", "keyNamePrefix", "publicKey"}),
     "aws:secretsmanager/secret:Secret": frozenset({"name", "namePrefix"}),
     "aws:secretsmanager/secretVersion:SecretVersion": frozenset({"secretId"}),
@@ -151,8 +156,31 @@ class StatefulAws(FakeAws):
                     "instanceType": e.inputs.get("instanceType"),
                     "subnetId": e.inputs.get("subnetId"),
                     "keyName": e.inputs.get("keyName"),
+                    "ami": e.inputs.get("ami"),
                 }
+        # aws_ec2_tag resources add their tag to the instance they name.
+        for e in self.before.values():
+            if e.type == TAG and e.inputs.get("resourceId") in live:
+                target = live[e.inputs["resourceId"]]
+                target["tags"] = {**target["tags"], e.inputs["key"]: e.inputs.get("value")}
         return live
+
+    def volumes(self) -> dict[str, tuple[str, bool, int, dict[str, str]]]:
+        """What EC2 holds: the tables' volumes plus the stack's own home volumes."""
+        found = dict(super().volumes())
+        for e in self.before.values():
+            if e.type == VOLUME:
+                i = e.inputs
+                found[e.id] = (i.get("availabilityZone"), True, i.get("size"), i.get("tags") or {})
+        return found
+
+    def elastic_ips(self) -> dict[str, dict[str, str]]:
+        """What EC2 holds: the tables' Elastic IPs plus the stack's own."""
+        found = dict(super().elastic_ips())
+        found.update(
+            {e.id: e.inputs.get("tags") or {} for e in self.before.values() if e.type == EIP}
+        )
+        return found
 
     def key_pairs(self) -> dict[str, str]:
         """What EC2 holds: the tables' key pairs plus the stack's own."""

@@ -57,6 +57,9 @@ def _new_machine(new: str, old: str, **more: str) -> dict[str, str]:
     return {
         new: "create",
         old: "delete",
+        # The host key is recorded on the machine that showed it (trust on first use for a new one).
+        f"{new}-host-key-tag": "create",
+        f"{old}-host-key-tag": "delete",
         "devserver-home": "replace",  # the attachment (same name as the volume), not the volume
         "devserver-address": "update",  # the same Elastic IP, re-associated
         "devserver-state": "replace",

@@ -188,7 +188,7 @@ def test_destroying_a_spot_machine_cancels_its_persistent_request(
     depends_on = canceller.opts.depends_on or []
     assert any(getattr(d, "_name", None) == instance.name for d in depends_on)
     # The operator policy cancels only tagged requests, and RunInstances does not tag them.
-    (tag,) = run.of_type("aws:ec2/tag:Tag")
+    (tag,) = [t for t in run.of_type("aws:ec2/tag:Tag") if t.inputs["key"] == "devserver:purpose"]
     assert (tag.inputs["key"], tag.inputs["value"]) == ("devserver:purpose", "devserver")
     assert tag.inputs["resourceId"] == canceller.inputs["spotInstanceRequestId"]
     assert any(getattr(d, "_name", None) == tag.name for d in depends_on), (
