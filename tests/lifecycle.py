@@ -23,6 +23,7 @@ chose once (a volume id, an address) stays what it was. The rules it applies, ea
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -195,10 +196,12 @@ class StatefulAws(FakeAws):
         old = self.before.get(key)
         opts = self.options.get(key) or pulumi.ResourceOptions()
         inputs = dict(args.inputs)
-        # ignoreChanges: the old value stays, in an update and in a replacement alike.
-        for prop in [_camel(p) for p in opts.ignore_changes or []]:
-            if old is not None and prop in old.inputs:
-                inputs[prop] = old.inputs[prop]
+        # ignoreChanges: the old value stays, in an update and in a replacement alike; a path the
+        # old inputs lack is dropped from the new ones (pulumi/pulumi processIgnoreChanges ->
+        # resource.PropertyPath.Reset).
+        for path in opts.ignore_changes or []:
+            if old is not None:
+                inputs = _reset(_path(path), old.inputs, inputs)
         args = pulumi.runtime.MockResourceArgs(
             args.typ, args.name, inputs, args.provider, args.resource_id, args.custom
         )
@@ -251,6 +254,40 @@ class StatefulAws(FakeAws):
         ids = {e.id: key for key, e in self.after.items()}
         found |= {ids[v] for v in _strings(inputs) if v in ids}
         return frozenset(found)
+
+
+def _path(text: str) -> list[str | int]:
+    """A Pulumi property path (`a.b[0].c`, `tags["k"]`) as its segments, camelCased."""
+    parts: list[str | int] = []
+    for name, index, key in re.findall(r'([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\["([^"]*)"\]', text):
+        parts.append(_camel(name) if name else int(index) if index else key)
+    return parts
+
+
+def _reset(path: list[str | int], old: Any, new: dict[str, Any]) -> dict[str, Any]:
+    """`new` with the value at `path` taken from `old` (or removed when `old` has none)."""
+
+    def get(value: Any, keys: list[str | int]) -> tuple[bool, Any]:
+        for k in keys:
+            indexed = isinstance(k, int) and isinstance(value, list) and k < len(value)
+            if indexed or (isinstance(k, str) and isinstance(value, dict) and k in value):
+                value = value[k]
+            else:
+                return False, None
+        return True, value
+
+    found, value = get(old, path)
+    result = json.loads(comparable(new))  # a deep copy (assets compare by content)
+    result = {k: new[k] if k != path[0] else result[k] for k in new}
+    parent_found, parent = get(result, path[:-1])
+    if not parent_found or not isinstance(parent, dict | list):
+        return new
+    last = path[-1]
+    if found:
+        parent[last] = value  # type: ignore[index]
+    elif isinstance(parent, dict):
+        parent.pop(last, None)  # type: ignore[arg-type]
+    return result
 
 
 def _strings(value: Any) -> list[str]:

@@ -346,4 +346,4 @@ def test_each_server_exports_a_cost_labelled_as_an_estimate(program: Run, preset
     cost = program({"devserver:preset": preset}).outputs["estimatedCost"]
     assert cost["estimate"] is True and cost["currency"] == "USD"
     assert 0 < cost["hourly"] < 1 and cost["monthly"] > cost["hourly"] * 700
-    assert ("spot price" in cost["basis"]) == preset.endswith("spot")
+    assert ("what a spot machine pays at worst" in cost["basis"]) == preset.endswith("spot")
