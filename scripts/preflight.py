@@ -7,8 +7,8 @@ CLI requires is set (`aws:region` and the keys Pulumi.yaml declares without a de
 credentials are configured somewhere the AWS SDK looks (environment keys, a web identity or
 container role, a profile in the shared files, or `aws:profile`), or in the stack config itself
 (`aws:accessKey`/`aws:secretKey`, or profiles in `aws:sharedConfigFiles`/`sharedCredentialsFiles`).
-Whether they are still valid (an expired SSO session) only AWS can say; Pulumi reports that itself. A passphrase stack run
-without a terminal needs PULUMI_CONFIG_PASSPHRASE(_FILE).
+Whether they are still valid (an expired SSO session) only AWS can say; Pulumi reports that
+itself. A passphrase stack run without a terminal needs PULUMI_CONFIG_PASSPHRASE(_FILE).
 """
 
 from __future__ import annotations
