@@ -16,6 +16,11 @@ chose once (a volume id, an address) stays what it was. The rules it applies, ea
   only when its source or remote path changed (copyController.go).
 - the world moves between steps too (`refresh`): a stopped instance reads back no public IP;
   the instances in the state are what EC2 holds, so the program's instance lookups see them;
+- time passes (`Engine.advance`): a persistent spot request launched without ValidUntil ends 7
+  days after launch (the EC2 API reference's older `SpotMarketOptions` text, "The default end
+  date is 7 days from the current date"; kubernetes/kops#4424 saw it happen), and EC2 restarts an
+  interrupted machine only while its request is open; DLM stops managing the snapshots of a
+  schedule whose name changes (EBS User Guide, "Considerations for modifying policies");
 - `pulumi destroy --exclude-protected` (what scripts/down runs) targets every resource except the
   protected ones and their transitive dependencies (pulumi/pulumi `separateProtected`); a
   dependency is an explicit `dependsOn` or an input holding another resource's id.
@@ -46,6 +51,10 @@ INSTANCE = "aws:ec2/instance:Instance"
 VOLUME = "aws:ebs/volume:Volume"
 EIP = "aws:ec2/eip:Eip"
 TAG = "aws:ec2/tag:Tag"
+DLM_POLICY = "aws:dlm/lifecyclePolicy:LifecyclePolicy"
+STATE = "aws:ec2transitgateway/instanceState:InstanceState"
+# A persistent spot request without ValidUntil ends this many days after launch (see above).
+SPOT_REQUEST_DEFAULT_DAYS = 7
 COMMAND = "command:remote:Command"
 COPY = "command:remote:CopyToRemote"
 # Inputs whose change replaces the resource. Dotted names are nested properties.
@@ -113,6 +122,8 @@ class Entry:
     retain: bool = False
     deps: frozenset[tuple[str, str]] = frozenset()
     """The resources it depends on: explicit `dependsOn`, or an input holding their id."""
+    born: int = 0
+    """The day it was created (a replacement is born again)."""
 
 
 @dataclass(frozen=True)
@@ -137,8 +148,9 @@ class Change:
 class StatefulAws(FakeAws):
     """FakeAws that knows the state before the step and diffs each registration against it."""
 
-    def __init__(self, state: dict[tuple[str, str], Entry], generation: int) -> None:
+    def __init__(self, state: dict[tuple[str, str], Entry], generation: int, day: int = 0) -> None:
         super().__init__()
+        self.day = day
         self.before = state
         self.after: dict[tuple[str, str], Entry] = {}
         self.changes: list[Change] = []
@@ -153,6 +165,7 @@ class StatefulAws(FakeAws):
                 live[e.id] = {
                     "tags": e.inputs.get("tags") or {},
                     "state": e.outputs.get("instanceState") or "running",
+                    "stateReasonCode": e.outputs.get("stateReasonCode"),
                     "lifecycle": "spot" if e.inputs.get("instanceMarketOptions") else None,
                     "instanceType": e.inputs.get("instanceType"),
                     "subnetId": e.inputs.get("subnetId"),
@@ -235,6 +248,7 @@ class StatefulAws(FakeAws):
             protect=bool(opts.protect),
             retain=bool(opts.retain_on_delete),
             deps=self._dependencies(opts, inputs),
+            born=old.born if old is not None and op in ("same", "update") else self.day,
         )
         if op == "replace" and opts.delete_before_replace:
             self.changes[-1] = Change(
@@ -346,8 +360,21 @@ def _operation(typ: str, old: dict[str, Any], new: dict[str, Any], changed: list
     return "update"
 
 
+def _schedule_names(inputs: dict[str, Any]) -> list[str]:
+    return [x.get("name") for x in (inputs.get("policyDetails") or {}).get("schedules") or []]
+
+
 def _note(args: pulumi.runtime.MockResourceArgs, op: str, old: Entry | None) -> str:
-    """What a pulumi-command step does on the machine."""
+    """What a step does beyond its inputs: on the machine, to snapshots, to a stopped machine."""
+    if args.typ == DLM_POLICY and op == "update" and old is not None:
+        before, after = _schedule_names(old.inputs), _schedule_names(args.inputs)
+        gone = [n for n in before if n not in after]
+        if gone:
+            return f"ORPHANS every snapshot of schedule {', '.join(gone)} (DLM drops them)"
+    # ec2_instance.go modifyInstanceAttributeWithStopStart: stop, modify, start.
+    moved = old is not None and old.inputs.get("instanceType") != args.inputs.get("instanceType")
+    if args.typ == INSTANCE and op == "update" and moved:
+        return "stop, modify, START (the machine runs whatever InstanceState says)"
     if args.typ == COMMAND:
         if op in ("create", "replace"):
             return "runs create"
@@ -373,6 +400,8 @@ class StepResult:
     run: ProgramRun | None = None
     refused: list[str] = field(default_factory=list)
     """What stopped the step before anything changed (the program's error, a protected delete)."""
+    world: list[str] = field(default_factory=list)
+    """What AWS holds after the step that no resource diff shows (day, spot request, state)."""
 
     def ops(self, op: str) -> set[str]:
         """Names of the resources with this operation."""
@@ -399,7 +428,7 @@ class StepResult:
             if c.op != "same"
         ]
         same = sum(c.op == "same" for c in self.changes)
-        return "\n".join([*rows, f"  ({same} unchanged)"])
+        return "\n".join([*rows, f"  ({same} unchanged)", *(f"  world: {w}" for w in self.world)])
 
 
 class Engine:
@@ -411,6 +440,7 @@ class Engine:
         self.secrets: dict[str, str] = {}
         self.state: dict[tuple[str, str], Entry] = {}
         self.generation = 0
+        self.day = 0
         self.history: list[StepResult] = []
 
     def set(
@@ -423,7 +453,7 @@ class Engine:
     def up(self, name: str, *, preview: bool = False) -> StepResult:
         """`pulumi up` (or `pulumi preview`, which leaves the state as it was)."""
         self.generation += 1
-        fake = StatefulAws(self.state, self.generation)
+        fake = StatefulAws(self.state, self.generation, self.day)
         reset_runtime()
         try:
             run = run_program(
@@ -434,7 +464,7 @@ class Engine:
             reset_runtime()
         if run.error is not None:
             # The program stopped (e.g. a SettingsError before any resource): nothing changes.
-            result = StepResult(name, [], run, [f"program: {run.error}"])
+            result = StepResult(name, [], run, [f"program: {run.error}"], self.world())
             self.history.append(result)
             return result
         changes = [c for c in fake.changes]
@@ -444,11 +474,63 @@ class Engine:
                 changes.append(_delete(entry))
                 if entry.protect:
                     refused.append(f"{entry.type} {entry.name} (protected; delete)")
-        result = StepResult(name, changes, run, refused)
         if not preview and not refused:
             self.state = fake.after
+        result = StepResult(name, changes, run, refused, self.world())
         self.history.append(result)
         return result
+
+    def advance(self, days: int) -> None:
+        """Time passes."""
+        self.day += days
+
+    def spot_request(self) -> str | None:
+        """The state of the spot machine's persistent request today (None: not a spot machine)."""
+        for e in self.state.values():
+            spot = (e.inputs.get("instanceMarketOptions") or {}) if e.type == INSTANCE else {}
+            if spot:
+                until = (spot.get("spotOptions") or {}).get("validUntil")
+                if until:
+                    return f"open (ValidUntil {until})"
+                end = e.born + SPOT_REQUEST_DEFAULT_DAYS
+                return "open" if self.day < end else f"closed (expired on day {end})"
+        return None
+
+    def world(self) -> list[str]:
+        found = [f"day {self.day}"]
+        for e in self.state.values():
+            if e.type == INSTANCE:
+                state = e.outputs.get("instanceState") or "running"
+                reason = e.outputs.get("stateReasonCode")
+                found.append(f"{e.name} {state}" + (f" ({reason})" if reason else ""))
+        request = self.spot_request()
+        if request:
+            found.append(f"spot request {request}")
+        return found
+
+    def interrupt(self) -> None:
+        """EC2 interrupts the spot machine: it stops it (interruption behaviour `stop`)."""
+        for e in self.state.values():
+            if e.type == INSTANCE:
+                e.outputs.update(
+                    instanceState="stopped",
+                    stateReasonCode="Server.SpotInstanceShutdown",
+                    publicIp="",
+                    publicDns="",
+                )
+            if e.type == STATE:
+                e.inputs["state"] = "stopped"
+
+    def capacity_returns(self) -> bool:
+        """EC2 restarts an interrupted machine, which only an open request allows; True if so."""
+        if not (self.spot_request() or "").startswith("open"):
+            return False
+        for e in self.state.values():
+            if e.type == INSTANCE:
+                e.outputs.update(instanceState="running", stateReasonCode=None, **_auto_ip(88))
+            if e.type == STATE:
+                e.inputs["state"] = "running"
+        return True
 
     def refresh(self, reads: Callable[[dict[tuple[str, str], Entry]], None]) -> None:
         """`pulumi refresh` (or `up --refresh`): the state takes what AWS reports now."""
@@ -463,7 +545,7 @@ class Engine:
             refused = [
                 f"{e.type} {e.name} (protected; delete)" for e in self.state.values() if e.protect
             ]
-            result = StepResult(name, changes, None, refused)
+            result = StepResult(name, changes, None, refused, self.world())
             self.history.append(result)
             return result
         kept = {k for k, e in self.state.items() if e.protect}
@@ -478,7 +560,7 @@ class Engine:
             for k, e in self.state.items()
         ]
         self.state = {k: e for k, e in self.state.items() if k in kept}
-        result = StepResult(name, changes, None, [])
+        result = StepResult(name, changes, None, [], self.world())
         self.history.append(result)
         return result
 
