@@ -564,6 +564,11 @@ class Engine:
         self.history.append(result)
         return result
 
+    def entry_named(self, name: str) -> Entry:
+        found = [e for e in self.state.values() if e.name == name]
+        assert len(found) == 1, f"expected one {name} in state, got {len(found)}"
+        return found[0]
+
     def entry(self, type_: str) -> Entry:
         found = [e for e in self.state.values() if e.type == type_]
         assert len(found) == 1, f"expected one {type_} in state, got {[e.name for e in found]}"

@@ -84,6 +84,10 @@ KEY_PAIRS: dict[str, str] = {}
 # and images deregistered after that (delete_deprecated_images.py).
 DEPRECATED_AMIS: set[str] = set()
 DEREGISTERED_AMIS: set[str] = set()
+# Releases NixOS no longer uploads for, whose last images are all past their DeprecationTime.
+RETIRED_RELEASES: set[str] = set()
+# Latest Linux/UNIX spot prices per hour (DescribeSpotPriceHistory), the same in every zone.
+SPOT_PRICES = {"m7i.xlarge": "0.0817", "m7g.xlarge": "0.0664", "c7g.2xlarge": "0.1203"}
 # Elastic IPs of the region that exist already: allocation id -> tags (DescribeAddresses).
 ELASTIC_IPS: dict[str, dict[str, str]] = {}
 # Service Quotas "EC2-VPC Elastic IPs" (L-0263D0A3) of the region; None: GetServiceQuota refused.
@@ -247,7 +251,7 @@ class FakeAws(pulumi.runtime.Mocks):
             release = f["name"][0].removeprefix("nixos/").rstrip("*")
             if release not in ("25.11", "26.05") or a.get("owners") != ["427812963091"]:
                 raise AwsError("Your query returned no results.")
-            if NIXOS_AMIS[arch] in gone:
+            if NIXOS_AMIS[arch] in gone or release in RETIRED_RELEASES:
                 raise AwsError("Your query returned no results.")
             return {
                 "id": NIXOS_AMIS[arch],
@@ -400,7 +404,7 @@ class FakeAws(pulumi.runtime.Mocks):
             }
         if token == "aws:ec2/getSpotPrice:getSpotPrice":
             # Latest Linux/UNIX spot prices per hour, the same in every zone that offers the type.
-            spot = {"m7i.xlarge": "0.0817", "m7g.xlarge": "0.0664", "c7g.2xlarge": "0.1203"}
+            spot = SPOT_PRICES
             name, zone = a.get("instanceType"), a.get("availabilityZone")
             if (
                 _filters(a).get("product-description") != ["Linux/UNIX"]
