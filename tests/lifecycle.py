@@ -294,6 +294,9 @@ def _reset(path: list[str | int], old: Any, new: dict[str, Any]) -> dict[str, An
     result = json.loads(comparable(new))  # a deep copy (assets compare by content)
     result = {k: new[k] if k != path[0] else result[k] for k in new}
     parent_found, parent = get(result, path[:-1])
+    if not parent_found and get(old, path[:-1])[0]:
+        # The old inputs reach further along the path than the new ones: the engine refuses.
+        raise ValueError(f"cannot ignore changes to {path}: elements of the path are missing")
     if not parent_found or not isinstance(parent, dict | list):
         return new
     last = path[-1]
