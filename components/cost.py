@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import pulumi
 import pulumi_aws as aws
 
+from components.aws_provider import explicit_provider
 from components.settings import MachineSpec
 
 # AWS's own convention for turning hourly prices into monthly ones (365 * 24 / 12).
@@ -68,16 +69,15 @@ def estimate(
     spec: MachineSpec, region: str, availability_zone: str, prices: Prices
 ) -> CostEstimate:
     """Compute (on-demand list price or current spot price) plus root and home gp3 storage."""
+    # Spot: the most it can cost, the on-demand price (or a lower max price). The spot price
+    # itself moves every hour, and an output that moves with it changes on every `up`.
+    compute = prices.on_demand_hourly(spec.instance_type, region)
+    compute_basis = f"on-demand list price of {spec.instance_type} (Linux) in {region}"
     if spec.spot:
-        compute = prices.spot_hourly(spec.instance_type, availability_zone)
-        compute_basis = f"current spot price of {spec.instance_type} in {availability_zone}"
+        compute_basis = f"at most the {compute_basis} (what a spot machine pays at worst)"
         if spec.spot_max_price is not None and float(spec.spot_max_price) < compute:
-            # The machine never pays more than its max price (it is stopped instead).
             compute = float(spec.spot_max_price)
-            compute_basis += f", capped at the max price ${spec.spot_max_price}/h"
-    else:
-        compute = prices.on_demand_hourly(spec.instance_type, region)
-        compute_basis = f"on-demand list price of {spec.instance_type} (Linux) in {region}"
+            compute_basis = f"at most the max spot price ${spec.spot_max_price}/h"
     gib = spec.root_volume_gib + spec.home_volume_gib
     gb_month = prices.gp3_gb_month(region)
     storage_monthly = gib * gb_month
@@ -118,11 +118,9 @@ class PriceList:
         # `get_product` has no per-call region (the provider marks the Price List API as global),
         # so it needs a provider in a region that serves it. Made on first use, that is after
         # the settings are validated; a provider creates nothing in AWS.
-        provider = aws.Provider(
-            f"price-list-{self._price_list_region}",
-            region=self._price_list_region,
-            # The same named profile as the default provider, when the stack uses one.
-            profile=pulumi.Config("aws").get("profile"),
+        # Every AWS setting of the stack (keys, profile, files, roles, endpoints) but the region.
+        provider = explicit_provider(
+            f"price-list-{self._price_list_region}", self._price_list_region
         )
         return pulumi.InvokeOptions(provider=provider)
 
@@ -199,7 +197,17 @@ class PriceList:
 def estimated_cost(
     spec: MachineSpec, region: str, availability_zone: str, prices: Prices
 ) -> dict[str, Any]:
-    """The stack output: an estimate, or why there is none (a missing price never fails `up`)."""
+    """The stack output: an estimate, or why there is none (a missing price never fails `up`).
+    A spot machine's current price is logged, not exported (it changes hourly)."""
+    if spec.spot:
+        try:
+            now = prices.spot_hourly(spec.instance_type, availability_zone)
+            pulumi.log.info(
+                f"current spot price of {spec.instance_type} in {availability_zone}: "
+                f"${now:.4f}/h (estimatedCost shows the most it can cost)"
+            )
+        except PriceLookupError as err:
+            pulumi.log.info(str(err))
     try:
         return estimate(spec, region, availability_zone, prices).as_output()
     except PriceLookupError as err:

@@ -9,18 +9,25 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import pulumi
+import pulumi_aws as aws
 
 from components.cost import Prices, estimated_cost
 from components.deploy_key import DeployKey, DeployKeyArgs
 from components.flake_deployment import FlakeDeployment, FlakeDeploymentArgs
 from components.home_volume import HomeVolume, HomeVolumeArgs
 from components.host_flake import HostFlake
-from components.image import resolve_image
+from components.image import installed_release, launched_image, resolve_image
 from components.instance_role import InstanceRole, InstanceRoleArgs
-from components.lookups import AwsLookupError, AwsLookups, Image
-from components.machine import Machine, MachineArgs
-from components.network import Network, NetworkArgs, Placement, resolve_placement
-from components.relaunch import check_relaunch
+from components.lookups import AwsLookupError, AwsLookups, ExistingInstance, Image
+from components.machine import HOST_KEY_TAG, Machine, MachineArgs
+from components.network import (
+    Network,
+    NetworkArgs,
+    Placement,
+    check_home_size,
+    resolve_placement,
+)
+from components.relaunch import check_relaunch, existing_machine
 from components.settings import DevServerSettings, SettingsError, StackSettings, report
 from components.snapshots import home_target_tag
 from components.token_secret import GithubTokenSecret, GithubTokenSecretArgs, token_secret_name
@@ -45,6 +52,26 @@ CONTRACT_OUTPUTS = (
 EXTRA_OUTPUTS = ("sshHostKey", "estimatedCost")
 
 
+# How the deployment's first SSH contact went, recorded with the key (see machine.HOST_KEY_TAG).
+FIRST_USE, PINNED, NOT_DEPLOYED = "first-use", "pinned", "not-deployed"
+
+
+@dataclass(frozen=True)
+class HostKeyPin:
+    """The host key a machine showed, as its tag records it."""
+
+    instance_id: str
+    mode: str
+    key: str
+
+    @property
+    def pins_first_contact(self) -> bool:
+        """A deployment (re)made after a stop or an interruption, or made with the pin already,
+        connects with it; one that trusted the key on first use is left as it is (unchanged
+        inputs: no SSH at all)."""
+        return self.mode in (PINNED, NOT_DEPLOYED)
+
+
 @dataclass(frozen=True)
 class DevServerArgs:
     """Validated settings plus what the plan resolved from AWS: placement and image."""
@@ -59,32 +86,105 @@ class DevServerArgs:
     """The stack's deploy key (None when deployment is off)."""
     spot_interrupted: bool = False
     """An interruption holds the server's spot machine stopped: only EC2 may start it now."""
+    state_version: str = ""
+    """The NixOS release the machine was first installed from (`system.stateVersion`)."""
+    pinned_host_key: HostKeyPin | None = None
+    """The SSH host key recorded on the existing machine; None for a new machine (trust on
+    first use)."""
+    new_machine: bool = True
+    """No machine of this resource name exists yet: this update launches one."""
 
 
 def plan(settings: DevServerSettings, lookups: AwsLookups) -> DevServerArgs:
     """Resolve everything that can still fail on input, before any resource is registered.
-    Placement and image are both asked, so one server's problems are reported together."""
+    Placement and image are both asked, so one server's problems are reported together.
+
+    An existing machine never needs an image (it boots its own root disk): only a new one has
+    its AMI looked up, so an expired NixOS release stops nothing but a new launch."""
     errors: list[str] = []
-    placement = _collect(errors, lambda: resolve_placement(settings, lookups))
-    image = _collect(errors, lambda: resolve_image(settings, lookups))
+    found = _collect(errors, lambda: (existing_machine(settings, lookups),))
+    machine = found[0] if found else None
+    placement = _collect(errors, lambda: resolve_placement(settings, lookups, machine))
+    if machine is not None and machine.ami:
+        image: Image | None = launched_image(settings, machine)
+    else:
+        image = _collect(errors, lambda: resolve_image(settings, lookups))
     interrupted = _collect(errors, lambda: spot_interrupted(settings, lookups))
-    if placement is not None and image is not None:
+    _collect(errors, lambda: check_home_size(settings, lookups))
+    if placement is not None and found is not None:
         # Only now is the launch spec known; an existing machine must be able to take it.
-        _collect(errors, lambda: check_relaunch(settings, placement, image, lookups))
+        _collect(
+            errors,
+            lambda: check_relaunch(
+                settings, placement, functools.partial(_new_image, settings, lookups), machine,
+                lookups,
+            ),
+        )  # fmt: skip
     if placement is None or image is None or interrupted is None or errors:
         raise SettingsError(report(errors), errors)
     return DevServerArgs(
-        _with_adopted_size(settings, lookups), placement, image, spot_interrupted=interrupted
+        _with_adopted_size(settings, lookups),
+        placement,
+        image,
+        spot_interrupted=interrupted,
+        state_version=installed_release(settings, machine),
+        pinned_host_key=_pinned_host_key(machine),
+        new_machine=machine is None,
     )
+
+
+def _new_image(settings: DevServerSettings, lookups: AwsLookups) -> str:
+    """Which AMI a new machine would boot, in words (for a refusal that asks for one)."""
+    try:
+        return f"the current AMI {resolve_image(settings, lookups).id}"
+    except SettingsError as err:
+        return f"an AMI that must be found first ({err})"
+
+
+def _pinned_host_key(machine: ExistingInstance | None) -> HostKeyPin | None:
+    value = machine.tag(HOST_KEY_TAG) if machine is not None else None
+    mode, _, key = (value or "").partition(" ")
+    if machine is None or mode not in (FIRST_USE, PINNED, NOT_DEPLOYED) or not key:
+        return None
+    return HostKeyPin(machine.id, mode, key)
 
 
 def plan_all(servers: tuple[DevServerSettings, ...], lookups: AwsLookups) -> list[DevServerArgs]:
     """Every server's plan, or one SettingsError listing the problems of all of them."""
     errors: list[str] = []
     plans = [_collect(errors, functools.partial(plan, s, lookups)) for s in servers]
+    _collect(errors, lambda: check_elastic_ips(servers, lookups))
     if errors:
         raise SettingsError(report(errors), errors)
     return [p for p in plans if p is not None]
+
+
+def check_elastic_ips(servers: tuple[DevServerSettings, ...], lookups: AwsLookups) -> None:
+    """Refuse, before anything is created, an update that needs more Elastic IPs than the region
+    has left: each server holds one, and EC2 allows 5 per region unless the quota is raised
+    (Service Quotas L-0263D0A3); past it, AllocateAddress fails half-way through the update."""
+    if not servers:
+        return
+    try:
+        quota, read = lookups.elastic_ip_quota()
+        in_use = len(lookups.elastic_ips())
+        ours = len(lookups.elastic_ips((("devserver:stack", servers[0].stack),)))
+    except AwsLookupError as err:
+        pulumi.log.warn(f"the Elastic IP quota was not checked: {err}")
+        return
+    needed = max(0, len(servers) - ours)
+    if in_use + needed <= quota:
+        return
+    source = "its Service Quotas value" if read else "the AWS default (Service Quotas was not read)"
+    region, key = servers[0].region, "devserver:servers" if len(servers) > 1 else "devserver:user"
+    raise SettingsError(
+        f"{key}: this update needs {needed} new Elastic IP(s) (one per server: {len(servers)} "
+        f"servers, {ours} with an address already), but {region} has {in_use} of its "
+        f'{quota} in use ({source}, quota L-0263D0A3 "EC2-VPC Elastic IPs"). Ask for more '
+        f"first: aws service-quotas request-service-quota-increase --region {region} "
+        f"--service-code ec2 --quota-code L-0263D0A3 --desired-value {in_use + needed}; or "
+        "release addresses nobody uses, or add fewer servers to this stack."
+    )
 
 
 T = TypeVar("T")
@@ -112,7 +212,8 @@ def spot_interrupted(s: DevServerSettings, lookups: AwsLookups) -> bool:
     if not s.machine.spot:
         return False
     try:
-        stopped = lookups.interrupted_spot_instances(tuple(sorted(s.tags.items())))
+        # The same tags that find its machines and volumes: an owner rename must not hide it.
+        stopped = lookups.interrupted_spot_instances(s.lookup_tags)
     except AwsLookupError as err:
         raise SettingsError(f"{s.config_prefix}spot: {err}") from err
     if stopped:
@@ -223,11 +324,13 @@ class DevServer(pulumi.ComponentResource):
                 ebs_kms_key_arn=s.ebs_kms_key_arn,
                 manage_state=not args.spot_interrupted,
                 aws_access=s.aws_access,
+                state_version=args.state_version or s.image.nixos_release,
             ),
             here,
         )
 
         self.deployment = None
+        pin = args.pinned_host_key
         if self.deploy_key is not None and s.running and not args.spot_interrupted:
             # Only program-chosen values: the flake is known at preview, even for a new stack.
             host_flake = HostFlake(
@@ -241,8 +344,9 @@ class DevServer(pulumi.ComponentResource):
                 region=s.region,
                 tokenSecretId=secret.secret_name if secret else None,
                 idleStopMinutes=s.idle_stop_minutes,
-                # The release the machine was first installed from (see the README).
-                stateVersion=s.image.nixos_release,
+                # The release the machine was first installed from (its launch tag), so raising
+                # devserver:nixosRelease never rewrites it on a running machine.
+                stateVersion=args.state_version or s.image.nixos_release,
             )
             m = self.machine
             self.deployment = FlakeDeployment(
@@ -254,12 +358,30 @@ class DevServer(pulumi.ComponentResource):
                     deploy_public_key=self.deploy_key.public_key,
                     host_flake=host_flake,
                     home_device=home.device_path,
+                    pinned_host_key=self._pinned(pin if pin and pin.pins_first_contact else None),
                     # Only once the machine runs, with its home volume and its address attached.
                     depends_on=[m.instance, m.home_attachment, m.address, m.state],
                 ),
                 here,
             )
 
+        # The host key as first read, kept on the machine itself (a tag), so the next plan pins
+        # it while the deployment is absent (stopped, interrupted) and when it comes back.
+        self.ssh_host_key: pulumi.Output[str | None] = (
+            self.deployment.host_key if self.deployment is not None else self._pinned(pin)
+        )
+        if self.deployment is not None:
+            mode = PINNED if pin and pin.pins_first_contact else FIRST_USE
+        else:
+            mode = NOT_DEPLOYED
+        if self.deployment is not None or pin is not None:
+            aws.ec2.Tag(
+                f"{self.machine.resource_name}-host-key-tag",
+                resource_id=self.machine.instance_id,
+                key=HOST_KEY_TAG,
+                value=self.ssh_host_key.apply(lambda key: f"{mode} {key}" if key else ""),
+                opts=pulumi.ResourceOptions(parent=self.machine),
+            )
         self.instance_id = self.machine.instance_id
         self.public_ip = self.machine.public_ip
         self.public_dns = self.machine.public_dns
@@ -269,6 +391,13 @@ class DevServer(pulumi.ComponentResource):
         self.github_token_secret_arn = secret.arn if secret else pulumi.Output.from_input(None)
         self.security_group_id = pulumi.Output.from_input(args.security_group_id)
         self.register_outputs(self.outputs())
+
+    def _pinned(self, pin: HostKeyPin | None) -> pulumi.Output[str | None]:
+        """The recorded host key, for the machine that recorded it only (a replacement that the
+        plan could not foresee is a new machine with a new key: trust on first use)."""
+        if pin is None:
+            return pulumi.Output.from_input(None)
+        return self.machine.instance_id.apply(lambda i: pin.key if i == pin.instance_id else None)
 
     def outputs(self) -> dict[str, pulumi.Output[object]]:
         """The stack output contract for this server (see CONTRACT_OUTPUTS)."""
@@ -287,9 +416,7 @@ class DevServer(pulumi.ComponentResource):
             "githubTokenSecretArn": self.github_token_secret_arn,
             "securityGroupId": self.security_group_id,
         }
-        values["sshHostKey"] = (
-            self.deployment.host_key if self.deployment else pulumi.Output.from_input(None)
-        )
+        values["sshHostKey"] = self.ssh_host_key
         values["estimatedCost"] = pulumi.Output.from_input(self.estimated_cost)
         return values
 

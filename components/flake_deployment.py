@@ -106,6 +106,8 @@ class FlakeDeploymentArgs:
     home_device: pulumi.Output[str]
     depends_on: list[pulumi.Resource]
     """The machine running with its home volume and address attached."""
+    pinned_host_key: pulumi.Input[str | None] = None
+    """The host key this machine showed before (None: a new machine, trust on first use)."""
 
 
 class FlakeDeployment(pulumi.ComponentResource):
@@ -125,11 +127,13 @@ class FlakeDeployment(pulumi.ComponentResource):
     ) -> None:
         super().__init__("devserver:deploy:FlakeDeployment", name, None, opts)
         flake = args.host_flake
-        # A fresh machine takes a minute or two to boot NixOS and start sshd: keep dialling.
+        # A fresh machine takes a minute or two to boot NixOS and start sshd: keep dialling. A
+        # machine seen before (back from a stop or an interruption) is contacted with its pin.
         first_contact = remote.ConnectionArgs(
             host=args.host,
             user="root",
             private_key=args.private_key,
+            host_key=args.pinned_host_key,  # type: ignore[arg-type]  # None: no pin
             dial_error_limit=60,
             per_dial_timeout=10,
         )

@@ -23,6 +23,10 @@ LIVE_INSTANCE_STATES = ("pending", "running", "stopping", "stopped")
 # EC2 names arm64 what NixOS calls aarch64.
 EC2_ARCHITECTURE = {"x86_64": "x86_64", "aarch64": "arm64"}
 
+# Service Quotas code of "EC2-VPC Elastic IPs" (per region; 5 unless raised).
+ELASTIC_IP_QUOTA_CODE = "L-0263D0A3"
+DEFAULT_ELASTIC_IP_QUOTA = 5
+
 
 class AwsLookupError(Exception):
     """An AWS lookup found nothing or was refused; the message says what was asked."""
@@ -81,6 +85,8 @@ class ExistingInstance:
     availability_zone: str
     key_name: str
     tags: tuple[tuple[str, str], ...] = ()
+    ami: str = ""
+    """The AMI it was launched from (it may since have been deregistered)."""
 
     def tag(self, key: str) -> str | None:
         """The value of one tag, or None when the instance does not carry it."""
@@ -133,6 +139,8 @@ class AwsLookups:
             ami = aws.ec2.get_ami(
                 owners=["self", "amazon", "aws-marketplace", NIXOS_AMI_OWNER],
                 most_recent=True,
+                # A named image may be deprecated and still launches until it is deregistered.
+                include_deprecated=True,
                 filters=[aws.ec2.GetAmiFilterArgs(name="image-id", values=[ami_id])],
             )
         except Exception as err:
@@ -238,6 +246,28 @@ class AwsLookups:
         )
         return tuple(self._instance(i, i in spot) for i in ids)
 
+    @functools.cache  # noqa: B019
+    def elastic_ip_quota(self) -> tuple[int, bool]:
+        """The region's Elastic IP quota and whether it was read (else the AWS default of 5)."""
+        try:
+            found = aws.servicequotas.get_service_quota(
+                service_code="ec2", quota_code=ELASTIC_IP_QUOTA_CODE
+            )
+        except Exception:
+            return DEFAULT_ELASTIC_IP_QUOTA, False
+        return int(found.value), True
+
+    @functools.cache  # noqa: B019
+    def elastic_ips(self, tags: tuple[tuple[str, str], ...] = ()) -> tuple[str, ...]:
+        """The allocation ids of the region's VPC Elastic IPs (with these tags, if any)."""
+        try:
+            found = aws.ec2.get_eips(tags=dict(tags) or None)
+        except Exception as err:
+            if _no_results(err):
+                return ()
+            raise AwsLookupError(f"the Elastic IPs cannot be listed ({err})") from err
+        return tuple(sorted(found.allocation_ids or []))
+
     def _instance(self, instance_id: str, spot: bool) -> ExistingInstance:
         try:
             i = aws.ec2.get_instance(instance_id=instance_id)
@@ -252,6 +282,7 @@ class AwsLookups:
             availability_zone=i.availability_zone or "",
             key_name=i.key_name or "",
             tags=tuple(sorted((i.tags or {}).items())),
+            ami=i.ami or "",
         )
 
     def _instance_ids(

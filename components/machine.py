@@ -13,6 +13,16 @@ from components.spot_request import SpotRequestCanceller
 
 # Any free slot works: on Nitro the volume shows up as NVMe whatever name is asked for here.
 HOME_DEVICE_NAME = "/dev/sdf"
+# The machine's SSH host key as first read (an aws.ec2.Tag): the next plan pins it from there,
+# so a stop, a start or an interruption never falls back to trust on first use. Its value is
+# "<how the deployment last connected> <key>": first-use, pinned, or not-deployed (stopped or
+# interrupted, so the deployment's next first contact uses the pin).
+HOST_KEY_TAG = "devserver:sshHostKey"
+# A persistent spot request's end, set explicitly at launch. RunInstances documents no end
+# without ValidUntil, while older EC2 references (and kops#4424) give 7 days: a request that
+# ends leaves a stopped or interrupted machine with nothing to restart it. Fixed, never derived
+# from the clock, and ignored after launch, so it never makes a diff (valid_until is ForceNew).
+SPOT_REQUEST_VALID_UNTIL = "2099-12-31T23:59:59Z"
 
 
 def metadata_options() -> aws.ec2.InstanceMetadataOptionsArgs:
@@ -38,6 +48,7 @@ def market_options(spec: MachineSpec) -> aws.ec2.InstanceInstanceMarketOptionsAr
             spot_instance_type="persistent",
             instance_interruption_behavior="stop",
             max_price=spec.spot_max_price,
+            valid_until=SPOT_REQUEST_VALID_UNTIL,
         ),
     )
 
@@ -65,6 +76,8 @@ class MachineArgs:
     """False while an interruption keeps a spot machine stopped: only EC2 may start it then."""
     aws_access: AwsAccess = field(default_factory=AwsAccess)
     """The stack's AWS credentials settings, for the spot-request canceller."""
+    state_version: str = ""
+    """The NixOS release it was first installed from, recorded as a launch tag."""
 
 
 class Machine(pulumi.ComponentResource):
@@ -72,6 +85,8 @@ class Machine(pulumi.ComponentResource):
 
     instance: aws.ec2.Instance
     """The instance (for dependencies of later steps)."""
+    resource_name: str
+    """The instance's resource name (its arch and rebuild generation are part of it)."""
     home_attachment: aws.ec2.VolumeAttachment
     """The home volume's attachment (the flake deployment waits for it)."""
     address: aws.ec2.Eip
@@ -93,6 +108,7 @@ class Machine(pulumi.ComponentResource):
         # The arch and rebuild generation are part of the name: either change is a new machine
         # from the current image, while `ignore_changes` keeps a newer AMI from replacing this one.
         machine = instance_name(name, spec, args.rebuild)
+        self.resource_name = machine
         self.instance = aws.ec2.Instance(
             machine,
             ami=args.ami_id,
@@ -115,10 +131,22 @@ class Machine(pulumi.ComponentResource):
                 tags={**args.tags, "Name": f"{args.host_name}-root"},
             ),
             # The generation and max price it launched with: the next plan compares with them.
-            tags={**args.tags, "Name": args.host_name, **launch_tags(spec, args.rebuild)},
+            tags={
+                **args.tags,
+                "Name": args.host_name,
+                **launch_tags(spec, args.rebuild, args.state_version),
+            },
             # A new KMS key applies from the next rebuild, like a new AMI: never a surprise replace.
+            # The spot request's end is a launch-time value (ForceNew): a machine launched before
+            # it was set keeps what it has. The host-key tag belongs to its own Tag resource.
             opts=pulumi.ResourceOptions(
-                parent=self, ignore_changes=["ami", "rootBlockDevice.kmsKeyId"]
+                parent=self,
+                ignore_changes=[
+                    "ami",
+                    "rootBlockDevice.kmsKeyId",
+                    "instanceMarketOptions.spotOptions.validUntil",
+                    f'tags["{HOST_KEY_TAG}"]',
+                ],
             ),
         )
         self.home_attachment = aws.ec2.VolumeAttachment(

@@ -11,7 +11,13 @@ import pulumi
 import pulumi_aws as aws
 
 from components.home_volume import HOME_ROLE_TAG
-from components.lookups import AwsLookupError, AwsLookups, ExistingVolume, Subnet
+from components.lookups import (
+    AwsLookupError,
+    AwsLookups,
+    ExistingInstance,
+    ExistingVolume,
+    Subnet,
+)
 from components.settings import DevServerSettings, SettingsError
 
 T = TypeVar("T")
@@ -26,12 +32,16 @@ class Placement:
     availability_zone: str
 
 
-def resolve_placement(server: DevServerSettings, lookups: AwsLookups) -> Placement:
+def resolve_placement(
+    server: DevServerSettings, lookups: AwsLookups, machine: ExistingInstance | None = None
+) -> Placement:
     """Pick a subnet whose zone offers the instance type, or check the one the stack names.
 
     The choice is deterministic (first zone in name order), and once the server has a home volume
     (found by its tags) that volume's zone wins, so a type or arch change never moves the machine
-    away from its /home; pin `availabilityZone` in the stack config to make it explicit.
+    away from its /home; pin `availabilityZone` in the stack config to make it explicit. An
+    existing machine keeps the subnet it runs in while that subnet still fits: a subnet added to
+    the zone later never moves it (a new subnet is a new machine).
     """
     net, where = server.network, server.config_prefix
     instance_type = server.machine.instance_type
@@ -82,6 +92,9 @@ def resolve_placement(server: DevServerSettings, lookups: AwsLookups) -> Placeme
                 f"{where}availabilityZone {zone!r} has no subnet in VPC {vpc_id}: "
                 f"set {where}subnetId or another zone"
             )
+    if machine is not None:
+        # Sticky: the machine's own subnet first, when the config still allows it.
+        candidates = tuple(sorted(candidates, key=lambda s: s.id != machine.subnet_id))
     for s in candidates:
         if s.availability_zone in offered:
             return Placement(s.vpc_id, s.id, s.availability_zone)
@@ -113,6 +126,30 @@ def _check_subnet_in_vpc(server: DevServerSettings, subnet: Subnet) -> None:
             f"{where}subnetId {subnet.id!r} is in {subnet.vpc_id}, but {where}vpcId is "
             f"{vpc_id!r}: pick a subnet of {vpc_id} or remove {where}vpcId"
         )
+
+
+def check_home_size(server: DevServerSettings, lookups: AwsLookups) -> None:
+    """Refuse a home size below what the volume already has: EBS ModifyVolume only grows a
+    volume, and the provider would fail half-way through the update. (Growing is an in-place
+    ModifyVolume; the machine grows the filesystem at boot, see docs/lifecycle.md.)"""
+    if server.home.existing_volume_id:
+        return  # an adopted volume is checked against its own size in resolve_placement
+    where, asked = server.config_prefix, server.machine.home_volume_gib
+    try:
+        volumes = _home_volumes(server, lookups)
+    except AwsLookupError as err:
+        raise SettingsError(f"{where}homeVolumeGiB: {err}") from err
+    bigger = [v for v in volumes if v.size_gib > asked]
+    if not bigger:
+        return
+    key = server.home.size_key or f"{where}homeVolumeGiB (the preset's size)"
+    v = bigger[0]
+    raise SettingsError(
+        f"{key} is {asked}, but the home volume {v.id} is already {v.size_gib} GiB: an EBS "
+        f"volume only grows (ModifyVolume refuses a smaller size), so set {where}homeVolumeGiB "
+        f"to {v.size_gib} or more. To shrink /home, copy it to a new, smaller volume and adopt "
+        f"that with {where}homeVolumeId."
+    )
 
 
 def _home_volumes(server: DevServerSettings, lookups: AwsLookups) -> tuple[ExistingVolume, ...]:

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from components.lookups import AwsLookupError, AwsLookups, ExistingInstance, Image
+from components.image import STATE_VERSION_TAG
+from components.lookups import AwsLookupError, AwsLookups, ExistingInstance
 from components.network import Placement
 from components.settings import DevServerSettings, MachineSpec, SettingsError, report
 
@@ -29,9 +31,9 @@ SPOT_MAX_PRICE_TAG = "devserver:spotMaxPrice"
 NO_MAX_PRICE = "none"
 
 
-def launch_tags(spec: MachineSpec, rebuild: int) -> dict[str, str]:
+def launch_tags(spec: MachineSpec, rebuild: int, state_version: str) -> dict[str, str]:
     """What the instance records about its launch, for the next plan to compare with."""
-    tags = {REBUILD_TAG: str(rebuild)}
+    tags = {REBUILD_TAG: str(rebuild), STATE_VERSION_TAG: state_version}
     if spec.spot:
         tags[SPOT_MAX_PRICE_TAG] = spec.spot_max_price or NO_MAX_PRICE
     return tags
@@ -60,25 +62,50 @@ SPOT_TYPE = (
 )
 
 
-def check_relaunch(
-    s: DevServerSettings, placement: Placement, image: Image, lookups: AwsLookups
-) -> None:
-    """Raise a SettingsError naming every change an existing machine of this server cannot take
-    without a raised `devserver:rebuild`; a first create, or an unchanged launch, passes."""
+def existing_machine(s: DevServerSettings, lookups: AwsLookups) -> ExistingInstance | None:
+    """The machine EC2 holds under this server's resource name (arch and rebuild generation),
+    found by its tags; None when this update launches a new one."""
     try:
-        existing = lookups.live_instances(s.lookup_tags)
+        live = lookups.live_instances(s.lookup_tags)
     except AwsLookupError as err:
         raise SettingsError(f"{s.config_prefix}rebuild: {err}") from err
-    problems = []
-    for machine in existing:
-        if not _same_resource(machine, s, lookups):
-            continue
-        differences = launch_differences(machine, s, placement)
-        differences += _key_differences(machine, s, lookups)
-        if differences:
-            problems.append(_refusal(s, machine, differences, image))
+    return next((m for m in live if _same_resource(m, s, lookups)), None)
+
+
+def check_relaunch(
+    s: DevServerSettings,
+    placement: Placement,
+    new_image: Callable[[], str],
+    machine: ExistingInstance | None,
+    lookups: AwsLookups,
+) -> None:
+    """Raise a SettingsError naming every change the existing machine of this server cannot
+    take without a raised `devserver:rebuild`; a first create, or an unchanged launch, passes.
+    `new_image` says which AMI a new machine would boot (asked only for a refusal)."""
+    if machine is None:
+        return
+    differences = launch_differences(machine, s, placement)
+    differences += _key_differences(machine, s, lookups)
+    problems = [_refusal(s, machine, differences, new_image())] if differences else []
+    problems += _started_by_a_type_change(machine, s)
     if problems:
         raise SettingsError(report(problems), problems)
+
+
+def _started_by_a_type_change(machine: ExistingInstance, s: DevServerSettings) -> list[str]:
+    """terraform-provider-aws changes an instance's type by stopping it, modifying it and
+    starting it again (ec2_instance.go `modifyInstanceAttributeWithStopStart`), whatever
+    InstanceState records: with `state: stopped` the machine would run, and bill, undeployed."""
+    spec, p = s.machine, s.config_prefix
+    if s.running or spec.spot or machine.instance_type == spec.instance_type:
+        return []  # a spot type change is refused above; running: the start is wanted
+    return [
+        f"server {s.name!r}: {p}instanceType {machine.instance_type} -> {spec.instance_type} "
+        f"while {p}state is stopped: the AWS provider changes the type by stopping, modifying "
+        f"and starting the machine, so {machine.id} would run (and bill) with no deployment. "
+        f"Change the type in the update that sets {p}state back to running, or keep "
+        f"{p}instanceType {machine.instance_type} while it is stopped."
+    ]
 
 
 def _same_resource(machine: ExistingInstance, s: DevServerSettings, lookups: AwsLookups) -> bool:
@@ -173,7 +200,7 @@ def _placement_key(s: DevServerSettings) -> str:
 
 
 def _refusal(
-    s: DevServerSettings, machine: ExistingInstance, differences: list[Difference], image: Image
+    s: DevServerSettings, machine: ExistingInstance, differences: list[Difference], image: str
 ) -> str:
     nxt = s.rebuild + 1
     untagged = ""
@@ -187,7 +214,7 @@ def _refusal(
         f"server {s.name!r}: its machine {machine.id} cannot take this change in place: "
         + "; ".join(str(d) for d in differences)
         + f". Raise {s.config_prefix}rebuild to {nxt} in the same update: a new machine boots "
-        f"the current AMI {image.id}, /home and the Elastic IP move to it (the root disk and "
+        f"{image}, /home and the Elastic IP move to it (the root disk and "
         "the SSH host key are new), and the old machine goes. (It was found by its tags "
         f"devserver:stack={s.stack}, devserver:server={s.name}: if {machine.id} is not yours, "
         "another stack of the same name runs in this account and region; give yours another "

@@ -17,6 +17,12 @@ SNAPSHOT_TIME_UTC = "03:00"
 MAX_RETENTION_COUNT = 1000
 # Home volumes carry this tag with their stack's name as the value; the policy selects on it.
 HOME_TARGET_KEY = "devserver:home-snapshots"
+# DLM manages only the snapshots made under a schedule's current name ("If you modify a schedule
+# name, the snapshots created under the old schedule name are no longer managed by the policy"),
+# so the name never carries a setting. A stack created when the name was `daily-<n>d` keeps that
+# name (ignore_changes), and with it the snapshots already taken.
+SCHEDULE_NAME = "daily"
+SCHEDULE_NAME_PATH = "policyDetails.schedules[0].name"
 
 
 def home_target_tag(stack: str) -> dict[str, str]:
@@ -93,7 +99,7 @@ class HomeSnapshots(pulumi.ComponentResource):
                 target_tags=args.target_tags,
                 schedules=[
                     aws.dlm.LifecyclePolicyPolicyDetailsScheduleArgs(
-                        name=f"daily-{args.retention_days}d",
+                        name=SCHEDULE_NAME,
                         create_rule=aws.dlm.LifecyclePolicyPolicyDetailsScheduleCreateRuleArgs(
                             interval=24, interval_unit="HOURS", times=SNAPSHOT_TIME_UTC
                         ),
@@ -109,7 +115,9 @@ class HomeSnapshots(pulumi.ComponentResource):
             ),
             tags=args.tags,
             # The policy is useless until the role holds its permissions.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[attachment], ignore_changes=[SCHEDULE_NAME_PATH]
+            ),
         )
         self.role_arn = role.arn
         self.policy_id = policy.id

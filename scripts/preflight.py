@@ -5,14 +5,16 @@ Usage: python scripts/preflight.py <stack>   (exit 0: ready; exit 1: each proble
 It reads only local files and the environment, never AWS: the stack file exists, every key the
 CLI requires is set (`aws:region` and the keys Pulumi.yaml declares without a default), and AWS
 credentials are configured somewhere the AWS SDK looks (environment keys, a web identity or
-container role, a profile in the shared files, or `aws:profile`). Whether they are still valid
-(an expired SSO session) only AWS can say; Pulumi reports that itself. A passphrase stack run
-without a terminal needs PULUMI_CONFIG_PASSPHRASE(_FILE).
+container role, a profile in the shared files, or `aws:profile`), or in the stack config itself
+(`aws:accessKey`/`aws:secretKey`, or profiles in `aws:sharedConfigFiles`/`sharedCredentialsFiles`).
+Whether they are still valid (an expired SSO session) only AWS can say; Pulumi reports that
+itself. A passphrase stack run without a terminal needs PULUMI_CONFIG_PASSPHRASE(_FILE).
 """
 
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import sys
 from pathlib import Path
@@ -62,8 +64,14 @@ def _profiles(path: Path, config_file: bool) -> set[str]:
     return names
 
 
-def aws_credentials_problem(env: dict[str, str], stack_profile: str | None) -> str | None:
-    """None when the AWS SDK has credentials to find, else what to do."""
+def aws_credentials_problem(
+    env: dict[str, str], stack_profile: str | None, stack: dict[str, Any] | None = None
+) -> str | None:
+    """None when the AWS SDK has credentials to find, else what to do. `stack` is the stack's
+    config: the AWS provider also takes keys and shared files from `aws:` keys there."""
+    aws = stack or {}
+    if aws.get("aws:accessKey") and aws.get("aws:secretKey"):
+        return None  # static keys in the stack config (pulumi config set --secret aws:secretKey)
     if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
         return None
     if env.get("AWS_WEB_IDENTITY_TOKEN_FILE") and env.get("AWS_ROLE_ARN"):
@@ -75,7 +83,14 @@ def aws_credentials_problem(env: dict[str, str], stack_profile: str | None) -> s
     home = Path(env.get("HOME") or Path.home())
     config_file = Path(env.get("AWS_CONFIG_FILE") or home / ".aws" / "config")
     credentials_file = Path(env.get("AWS_SHARED_CREDENTIALS_FILE") or home / ".aws" / "credentials")
-    known = _profiles(config_file, True) | _profiles(credentials_file, False)
+    # aws:sharedConfigFiles / aws:sharedCredentialsFiles replace the default files.
+    config_files = _paths(aws.get("aws:sharedConfigFiles")) or [config_file]
+    credentials_files = _paths(aws.get("aws:sharedCredentialsFiles")) or [credentials_file]
+    known = set().union(
+        *(_profiles(p, True) for p in config_files),
+        *(_profiles(p, False) for p in credentials_files),
+    )
+    config_file, credentials_file = config_files[0], credentials_files[0]
     profile = stack_profile or env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE")
     source = "aws:profile" if stack_profile else "AWS_PROFILE"
     if profile:
@@ -95,6 +110,16 @@ def aws_credentials_problem(env: dict[str, str], stack_profile: str | None) -> s
         "`aws configure`), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; on an EC2 machine "
         "with a role, set DEVSERVER_AWS_CREDENTIALS=instance-role"
     )
+
+
+def _paths(value: Any) -> list[Path]:
+    """A list-of-paths config value (a YAML list, or its JSON text) as paths."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = [value]
+    return [Path(str(v)).expanduser() for v in value] if isinstance(value, list) else []
 
 
 def passphrase_problem(doc: dict[str, Any], env: dict[str, str], interactive: bool) -> str | None:
@@ -139,7 +164,7 @@ def problems(stack: str, root: Path, env: dict[str, str], interactive: bool = Fa
     if problem:
         found.append(problem)
     profile = config.get("aws:profile")
-    problem = aws_credentials_problem(env, profile if isinstance(profile, str) else None)
+    problem = aws_credentials_problem(env, profile if isinstance(profile, str) else None, config)
     if problem:
         found.append(problem)
     return found

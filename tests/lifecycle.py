@@ -16,6 +16,11 @@ chose once (a volume id, an address) stays what it was. The rules it applies, ea
   only when its source or remote path changed (copyController.go).
 - the world moves between steps too (`refresh`): a stopped instance reads back no public IP;
   the instances in the state are what EC2 holds, so the program's instance lookups see them;
+- time passes (`Engine.advance`): a persistent spot request launched without ValidUntil ends 7
+  days after launch (the EC2 API reference's older `SpotMarketOptions` text, "The default end
+  date is 7 days from the current date"; kubernetes/kops#4424 saw it happen), and EC2 restarts an
+  interrupted machine only while its request is open; DLM stops managing the snapshots of a
+  schedule whose name changes (EBS User Guide, "Considerations for modifying policies");
 - `pulumi destroy --exclude-protected` (what scripts/down runs) targets every resource except the
   protected ones and their transitive dependencies (pulumi/pulumi `separateProtected`); a
   dependency is an explicit `dependsOn` or an input holding another resource's id.
@@ -23,6 +28,7 @@ chose once (a volume id, an address) stays what it was. The rules it applies, ea
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +48,13 @@ from tests.program import (
 )
 
 INSTANCE = "aws:ec2/instance:Instance"
+VOLUME = "aws:ebs/volume:Volume"
+EIP = "aws:ec2/eip:Eip"
+TAG = "aws:ec2/tag:Tag"
+DLM_POLICY = "aws:dlm/lifecyclePolicy:LifecyclePolicy"
+STATE = "aws:ec2transitgateway/instanceState:InstanceState"
+# A persistent spot request without ValidUntil ends this many days after launch (see above).
+SPOT_REQUEST_DEFAULT_DAYS = 7
 COMMAND = "command:remote:Command"
 COPY = "command:remote:CopyToRemote"
 # Inputs whose change replaces the resource. Dotted names are nested properties.
@@ -72,6 +85,8 @@ REPLACE_ON: dict[str, frozenset[str]] = {
         {"domain", "address", "publicIpv4Pool", "networkBorderGroup", "ipamPoolId"}
     ),
     "aws:ec2transitgateway/instanceState:InstanceState": frozenset({"instanceId"}),
+    # ec2_tag.go: resource_id and key are ForceNew, value is updated in place.
+    TAG: frozenset({"resourceId", "key"}),
     "aws:ec2/keyPair:KeyPair": frozenset({"keyName", "keyNamePrefix", "publicKey"}),
     "aws:secretsmanager/secret:Secret": frozenset({"name", "namePrefix"}),
     "aws:secretsmanager/secretVersion:SecretVersion": frozenset({"secretId"}),
@@ -107,6 +122,8 @@ class Entry:
     retain: bool = False
     deps: frozenset[tuple[str, str]] = frozenset()
     """The resources it depends on: explicit `dependsOn`, or an input holding their id."""
+    born: int = 0
+    """The day it was created (a replacement is born again)."""
 
 
 @dataclass(frozen=True)
@@ -131,8 +148,9 @@ class Change:
 class StatefulAws(FakeAws):
     """FakeAws that knows the state before the step and diffs each registration against it."""
 
-    def __init__(self, state: dict[tuple[str, str], Entry], generation: int) -> None:
+    def __init__(self, state: dict[tuple[str, str], Entry], generation: int, day: int = 0) -> None:
         super().__init__()
+        self.day = day
         self.before = state
         self.after: dict[tuple[str, str], Entry] = {}
         self.changes: list[Change] = []
@@ -147,12 +165,36 @@ class StatefulAws(FakeAws):
                 live[e.id] = {
                     "tags": e.inputs.get("tags") or {},
                     "state": e.outputs.get("instanceState") or "running",
+                    "stateReasonCode": e.outputs.get("stateReasonCode"),
                     "lifecycle": "spot" if e.inputs.get("instanceMarketOptions") else None,
                     "instanceType": e.inputs.get("instanceType"),
                     "subnetId": e.inputs.get("subnetId"),
                     "keyName": e.inputs.get("keyName"),
+                    "ami": e.inputs.get("ami"),
                 }
+        # aws_ec2_tag resources add their tag to the instance they name.
+        for e in self.before.values():
+            if e.type == TAG and e.inputs.get("resourceId") in live:
+                target = live[e.inputs["resourceId"]]
+                target["tags"] = {**target["tags"], e.inputs["key"]: e.inputs.get("value")}
         return live
+
+    def volumes(self) -> dict[str, tuple[str, bool, int, dict[str, str]]]:
+        """What EC2 holds: the tables' volumes plus the stack's own home volumes."""
+        found = dict(super().volumes())
+        for e in self.before.values():
+            if e.type == VOLUME:
+                i = e.inputs
+                found[e.id] = (i.get("availabilityZone"), True, i.get("size"), i.get("tags") or {})
+        return found
+
+    def elastic_ips(self) -> dict[str, dict[str, str]]:
+        """What EC2 holds: the tables' Elastic IPs plus the stack's own."""
+        found = dict(super().elastic_ips())
+        found.update(
+            {e.id: e.inputs.get("tags") or {} for e in self.before.values() if e.type == EIP}
+        )
+        return found
 
     def key_pairs(self) -> dict[str, str]:
         """What EC2 holds: the tables' key pairs plus the stack's own."""
@@ -167,10 +209,12 @@ class StatefulAws(FakeAws):
         old = self.before.get(key)
         opts = self.options.get(key) or pulumi.ResourceOptions()
         inputs = dict(args.inputs)
-        # ignoreChanges: the old value stays, in an update and in a replacement alike.
-        for prop in [_camel(p) for p in opts.ignore_changes or []]:
-            if old is not None and prop in old.inputs:
-                inputs[prop] = old.inputs[prop]
+        # ignoreChanges: the old value stays, in an update and in a replacement alike; a path the
+        # old inputs lack is dropped from the new ones (pulumi/pulumi processIgnoreChanges ->
+        # resource.PropertyPath.Reset).
+        for path in opts.ignore_changes or []:
+            if old is not None:
+                inputs = _reset(_path(path), old.inputs, inputs)
         args = pulumi.runtime.MockResourceArgs(
             args.typ, args.name, inputs, args.provider, args.resource_id, args.custom
         )
@@ -204,6 +248,7 @@ class StatefulAws(FakeAws):
             protect=bool(opts.protect),
             retain=bool(opts.retain_on_delete),
             deps=self._dependencies(opts, inputs),
+            born=old.born if old is not None and op in ("same", "update") else self.day,
         )
         if op == "replace" and opts.delete_before_replace:
             self.changes[-1] = Change(
@@ -223,6 +268,43 @@ class StatefulAws(FakeAws):
         ids = {e.id: key for key, e in self.after.items()}
         found |= {ids[v] for v in _strings(inputs) if v in ids}
         return frozenset(found)
+
+
+def _path(text: str) -> list[str | int]:
+    """A Pulumi property path (`a.b[0].c`, `tags["k"]`) as its segments, camelCased."""
+    parts: list[str | int] = []
+    for name, index, key in re.findall(r'([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\["([^"]*)"\]', text):
+        parts.append(_camel(name) if name else int(index) if index else key)
+    return parts
+
+
+def _reset(path: list[str | int], old: Any, new: dict[str, Any]) -> dict[str, Any]:
+    """`new` with the value at `path` taken from `old` (or removed when `old` has none)."""
+
+    def get(value: Any, keys: list[str | int]) -> tuple[bool, Any]:
+        for k in keys:
+            indexed = isinstance(k, int) and isinstance(value, list) and k < len(value)
+            if indexed or (isinstance(k, str) and isinstance(value, dict) and k in value):
+                value = value[k]
+            else:
+                return False, None
+        return True, value
+
+    found, value = get(old, path)
+    result = json.loads(comparable(new))  # a deep copy (assets compare by content)
+    result = {k: new[k] if k != path[0] else result[k] for k in new}
+    parent_found, parent = get(result, path[:-1])
+    if not parent_found and get(old, path[:-1])[0]:
+        # The old inputs reach further along the path than the new ones: the engine refuses.
+        raise ValueError(f"cannot ignore changes to {path}: elements of the path are missing")
+    if not parent_found or not isinstance(parent, dict | list):
+        return new
+    last = path[-1]
+    if found:
+        parent[last] = value  # type: ignore[index]
+    elif isinstance(parent, dict):
+        parent.pop(last, None)  # type: ignore[arg-type]
+    return result
 
 
 def _strings(value: Any) -> list[str]:
@@ -281,8 +363,21 @@ def _operation(typ: str, old: dict[str, Any], new: dict[str, Any], changed: list
     return "update"
 
 
+def _schedule_names(inputs: dict[str, Any]) -> list[str]:
+    return [x.get("name") for x in (inputs.get("policyDetails") or {}).get("schedules") or []]
+
+
 def _note(args: pulumi.runtime.MockResourceArgs, op: str, old: Entry | None) -> str:
-    """What a pulumi-command step does on the machine."""
+    """What a step does beyond its inputs: on the machine, to snapshots, to a stopped machine."""
+    if args.typ == DLM_POLICY and op == "update" and old is not None:
+        before, after = _schedule_names(old.inputs), _schedule_names(args.inputs)
+        gone = [n for n in before if n not in after]
+        if gone:
+            return f"ORPHANS every snapshot of schedule {', '.join(gone)} (DLM drops them)"
+    # ec2_instance.go modifyInstanceAttributeWithStopStart: stop, modify, start.
+    moved = old is not None and old.inputs.get("instanceType") != args.inputs.get("instanceType")
+    if args.typ == INSTANCE and op == "update" and moved:
+        return "stop, modify, START (the machine runs whatever InstanceState says)"
     if args.typ == COMMAND:
         if op in ("create", "replace"):
             return "runs create"
@@ -308,6 +403,8 @@ class StepResult:
     run: ProgramRun | None = None
     refused: list[str] = field(default_factory=list)
     """What stopped the step before anything changed (the program's error, a protected delete)."""
+    world: list[str] = field(default_factory=list)
+    """What AWS holds after the step that no resource diff shows (day, spot request, state)."""
 
     def ops(self, op: str) -> set[str]:
         """Names of the resources with this operation."""
@@ -334,7 +431,7 @@ class StepResult:
             if c.op != "same"
         ]
         same = sum(c.op == "same" for c in self.changes)
-        return "\n".join([*rows, f"  ({same} unchanged)"])
+        return "\n".join([*rows, f"  ({same} unchanged)", *(f"  world: {w}" for w in self.world)])
 
 
 class Engine:
@@ -346,6 +443,7 @@ class Engine:
         self.secrets: dict[str, str] = {}
         self.state: dict[tuple[str, str], Entry] = {}
         self.generation = 0
+        self.day = 0
         self.history: list[StepResult] = []
 
     def set(
@@ -358,7 +456,7 @@ class Engine:
     def up(self, name: str, *, preview: bool = False) -> StepResult:
         """`pulumi up` (or `pulumi preview`, which leaves the state as it was)."""
         self.generation += 1
-        fake = StatefulAws(self.state, self.generation)
+        fake = StatefulAws(self.state, self.generation, self.day)
         reset_runtime()
         try:
             run = run_program(
@@ -369,7 +467,7 @@ class Engine:
             reset_runtime()
         if run.error is not None:
             # The program stopped (e.g. a SettingsError before any resource): nothing changes.
-            result = StepResult(name, [], run, [f"program: {run.error}"])
+            result = StepResult(name, [], run, [f"program: {run.error}"], self.world())
             self.history.append(result)
             return result
         changes = [c for c in fake.changes]
@@ -379,11 +477,63 @@ class Engine:
                 changes.append(_delete(entry))
                 if entry.protect:
                     refused.append(f"{entry.type} {entry.name} (protected; delete)")
-        result = StepResult(name, changes, run, refused)
         if not preview and not refused:
             self.state = fake.after
+        result = StepResult(name, changes, run, refused, self.world())
         self.history.append(result)
         return result
+
+    def advance(self, days: int) -> None:
+        """Time passes."""
+        self.day += days
+
+    def spot_request(self) -> str | None:
+        """The state of the spot machine's persistent request today (None: not a spot machine)."""
+        for e in self.state.values():
+            spot = (e.inputs.get("instanceMarketOptions") or {}) if e.type == INSTANCE else {}
+            if spot:
+                until = (spot.get("spotOptions") or {}).get("validUntil")
+                if until:
+                    return f"open (ValidUntil {until})"
+                end = e.born + SPOT_REQUEST_DEFAULT_DAYS
+                return "open" if self.day < end else f"closed (expired on day {end})"
+        return None
+
+    def world(self) -> list[str]:
+        found = [f"day {self.day}"]
+        for e in self.state.values():
+            if e.type == INSTANCE:
+                state = e.outputs.get("instanceState") or "running"
+                reason = e.outputs.get("stateReasonCode")
+                found.append(f"{e.name} {state}" + (f" ({reason})" if reason else ""))
+        request = self.spot_request()
+        if request:
+            found.append(f"spot request {request}")
+        return found
+
+    def interrupt(self) -> None:
+        """EC2 interrupts the spot machine: it stops it (interruption behaviour `stop`)."""
+        for e in self.state.values():
+            if e.type == INSTANCE:
+                e.outputs.update(
+                    instanceState="stopped",
+                    stateReasonCode="Server.SpotInstanceShutdown",
+                    publicIp="",
+                    publicDns="",
+                )
+            if e.type == STATE:
+                e.inputs["state"] = "stopped"
+
+    def capacity_returns(self) -> bool:
+        """EC2 restarts an interrupted machine, which only an open request allows; True if so."""
+        if not (self.spot_request() or "").startswith("open"):
+            return False
+        for e in self.state.values():
+            if e.type == INSTANCE:
+                e.outputs.update(instanceState="running", stateReasonCode=None, **_auto_ip(88))
+            if e.type == STATE:
+                e.inputs["state"] = "running"
+        return True
 
     def refresh(self, reads: Callable[[dict[tuple[str, str], Entry]], None]) -> None:
         """`pulumi refresh` (or `up --refresh`): the state takes what AWS reports now."""
@@ -398,7 +548,7 @@ class Engine:
             refused = [
                 f"{e.type} {e.name} (protected; delete)" for e in self.state.values() if e.protect
             ]
-            result = StepResult(name, changes, None, refused)
+            result = StepResult(name, changes, None, refused, self.world())
             self.history.append(result)
             return result
         kept = {k for k, e in self.state.items() if e.protect}
@@ -413,9 +563,14 @@ class Engine:
             for k, e in self.state.items()
         ]
         self.state = {k: e for k, e in self.state.items() if k in kept}
-        result = StepResult(name, changes, None, [])
+        result = StepResult(name, changes, None, [], self.world())
         self.history.append(result)
         return result
+
+    def entry_named(self, name: str) -> Entry:
+        found = [e for e in self.state.values() if e.name == name]
+        assert len(found) == 1, f"expected one {name} in state, got {len(found)}"
+        return found[0]
 
     def entry(self, type_: str) -> Entry:
         found = [e for e in self.state.values() if e.type == type_]

@@ -80,6 +80,18 @@ VOLUME_TAGS: dict[str, dict[str, str]] = {}
 INSTANCES: dict[str, dict[str, Any]] = {}
 # EC2 key pairs that exist already: name -> OpenSSH public key (as DescribeKeyPairs returns it).
 KEY_PAIRS: dict[str, str] = {}
+# Official images past their DeprecationTime (NixOS/amis upload_ami.py: 90 days after upload),
+# and images deregistered after that (delete_deprecated_images.py).
+DEPRECATED_AMIS: set[str] = set()
+DEREGISTERED_AMIS: set[str] = set()
+# Releases NixOS no longer uploads for, whose last images are all past their DeprecationTime.
+RETIRED_RELEASES: set[str] = set()
+# Latest Linux/UNIX spot prices per hour (DescribeSpotPriceHistory), the same in every zone.
+SPOT_PRICES = {"m7i.xlarge": "0.0817", "m7g.xlarge": "0.0664", "c7g.2xlarge": "0.1203"}
+# Elastic IPs of the region that exist already: allocation id -> tags (DescribeAddresses).
+ELASTIC_IPS: dict[str, dict[str, str]] = {}
+# Service Quotas "EC2-VPC Elastic IPs" (L-0263D0A3) of the region; None: GetServiceQuota refused.
+ELASTIC_IP_QUOTA: list[float | None] = [5.0]
 
 
 def fake_openssh_private_key(cipher: str = "none") -> str:
@@ -181,6 +193,18 @@ class FakeAws(pulumi.runtime.Mocks):
         """The EC2 key pairs that exist now (tests/lifecycle.py adds the stack's own)."""
         return KEY_PAIRS
 
+    def volumes(self) -> dict[str, tuple[str, bool, int, dict[str, str]]]:
+        """The EBS volumes that exist now: id -> zone, encrypted, GiB, tags."""
+        return {v: (*spec, VOLUME_TAGS.get(v, {})) for v, spec in VOLUMES.items()} | {
+            v: ("eu-west-1a", True, 100, tags)
+            for v, tags in VOLUME_TAGS.items()
+            if v not in VOLUMES
+        }
+
+    def elastic_ips(self) -> dict[str, dict[str, str]]:
+        """The region's Elastic IPs now: allocation id -> tags."""
+        return ELASTIC_IPS
+
     def call(  # type: ignore[override]
         self, args: pulumi.runtime.MockCallArgs
     ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -208,7 +232,12 @@ class FakeAws(pulumi.runtime.Mocks):
                 "memorySize": mib,
             }
         if token == "aws:ec2/getAmi:getAmi":
+            # DescribeImages: a deregistered image is gone; the data source drops deprecated
+            # images unless include_deprecated (ami_data_source.go, IncludeDeprecated).
             f = _filters(a)
+            gone = DEREGISTERED_AMIS | (set() if a.get("includeDeprecated") else DEPRECATED_AMIS)
+            if "image-id" in f and f["image-id"][0] in gone:
+                raise AwsError("Your query returned no results.")
             if "image-id" in f:
                 ami_id = f["image-id"][0]
                 if ami_id in OTHER_AMIS:
@@ -221,6 +250,8 @@ class FakeAws(pulumi.runtime.Mocks):
             arch = f["architecture"][0]
             release = f["name"][0].removeprefix("nixos/").rstrip("*")
             if release not in ("25.11", "26.05") or a.get("owners") != ["427812963091"]:
+                raise AwsError("Your query returned no results.")
+            if NIXOS_AMIS[arch] in gone or release in RETIRED_RELEASES:
                 raise AwsError("Your query returned no results.")
             return {
                 "id": NIXOS_AMIS[arch],
@@ -244,21 +275,32 @@ class FakeAws(pulumi.runtime.Mocks):
             return {"locations": OFFERINGS.get(name, []), "instanceTypes": [name]}
         if token == "aws:ebs/getVolume:getVolume":
             vid = _filters(a)["volume-id"][0]
-            if vid not in VOLUMES:
+            if vid not in self.volumes():
                 raise AwsError("Your query returned no results.")
-            zone, encrypted, size = VOLUMES[vid]
+            zone, encrypted, size, tags = self.volumes()[vid]
             return {
                 "id": vid,
                 "volumeId": vid,
                 "availabilityZone": zone,
                 "encrypted": encrypted,
                 "size": size,
-                "tags": VOLUME_TAGS.get(vid, {}),
+                "tags": tags,
             }
         if token == "aws:ebs/getEbsVolumes:getEbsVolumes":
             wanted = (a.get("tags") or {}).items()
-            ids = [v for v, tags in VOLUME_TAGS.items() if wanted <= tags.items()]
+            ids = [v for v, x in self.volumes().items() if wanted <= x[3].items()]
             return {"id": REGION, "ids": sorted(ids)}
+        if token == "aws:ec2/getEips:getEips":
+            # DescribeAddresses (ec2_eips_data_source.go): every VPC address, or those with tags.
+            wanted = (a.get("tags") or {}).items()
+            ids = sorted(i for i, tags in self.elastic_ips().items() if wanted <= tags.items())
+            return {"id": REGION, "allocationIds": ids, "publicIps": []}
+        if token == "aws:servicequotas/getServiceQuota:getServiceQuota":
+            # GetServiceQuota; an account may lack servicequotas:GetServiceQuota.
+            quota = ELASTIC_IP_QUOTA[0]
+            if (a.get("serviceCode"), a.get("quotaCode")) != ("ec2", "L-0263D0A3") or quota is None:
+                raise AwsError("AccessDeniedException: not authorized to GetServiceQuota")
+            return {"id": "ec2/L-0263D0A3", "value": quota, "quotaName": "EC2-VPC Elastic IPs"}
         if token == "aws:ec2/getInstances:getInstances":
             f = _filters(a)
             ids = [
@@ -286,6 +328,7 @@ class FakeAws(pulumi.runtime.Mocks):
                 "availabilityZone": SUBNETS[subnet][1] if subnet in SUBNETS else None,
                 # What the program's own key pair is called in this fake (see outputs_of).
                 "keyName": x.get("keyName", "devserver-deploy-2468"),
+                "ami": x.get("ami", ""),
                 "tags": x["tags"],
                 "instanceTags": x["tags"],
             }
@@ -361,7 +404,7 @@ class FakeAws(pulumi.runtime.Mocks):
             }
         if token == "aws:ec2/getSpotPrice:getSpotPrice":
             # Latest Linux/UNIX spot prices per hour, the same in every zone that offers the type.
-            spot = {"m7i.xlarge": "0.0817", "m7g.xlarge": "0.0664", "c7g.2xlarge": "0.1203"}
+            spot = SPOT_PRICES
             name, zone = a.get("instanceType"), a.get("availabilityZone")
             if (
                 _filters(a).get("product-description") != ["Linux/UNIX"]

@@ -62,24 +62,24 @@ def test_on_demand_estimate_is_list_price_plus_storage_spread_over_730_hours() -
     }
 
 
-def test_spot_estimate_uses_the_zones_spot_price_not_the_list_price() -> None:
-    prices = TablePrices()
-    cost = estimate(_spec(spot=True), REGION, ZONE, prices)
-    # $0.0817 x 730 = $59.641, + $11.44 storage + $3.65 public IPv4 = $74.731.
-    assert cost.compute_hourly_usd == pytest.approx(0.0817)
-    assert cost.monthly_usd == pytest.approx(74.731)
-    assert ("spot", f"m7i.xlarge@{ZONE}") in prices.asked
-    assert not [q for q in prices.asked if q[0] == "on-demand"], "spot never asks the list price"
-    assert f"spot price of m7i.xlarge in {ZONE}" in cost.basis
+def test_spot_estimate_is_its_price_cap_so_the_output_does_not_move_with_the_market() -> None:
+    cheap, dear = TablePrices(spot=0.0817), TablePrices(spot=0.0999)
+    cost = estimate(_spec(spot=True), REGION, ZONE, cheap)
+    # At most the on-demand price: $0.2226 x 730 + $11.44 storage + $3.65 public IPv4.
+    assert cost.compute_hourly_usd == pytest.approx(0.2226)
+    assert cost.monthly_usd == pytest.approx(177.588)
+    assert cost == estimate(_spec(spot=True), REGION, ZONE, dear), "the spot price moved"
+    assert not [q for q in cheap.asked if q[0] == "spot"], "the estimate never asks it"
+    assert "at most the on-demand list price of m7i.xlarge" in cost.basis
 
 
 def test_spot_estimate_never_exceeds_the_max_price() -> None:
     cost = estimate(_spec(spot=True, max_price="0.05"), REGION, ZONE, TablePrices())
     assert cost.compute_hourly_usd == pytest.approx(0.05)
     assert cost.monthly_usd == pytest.approx(0.05 * HOURS_PER_MONTH + 11.44 + 3.65)
-    assert "capped at the max price $0.05/h" in cost.basis
+    assert "at most the max spot price $0.05/h" in cost.basis
     above = estimate(_spec(spot=True, max_price="0.5"), REGION, ZONE, TablePrices())
-    assert above.compute_hourly_usd == pytest.approx(0.0817), "a higher cap changes nothing"
+    assert above.compute_hourly_usd == pytest.approx(0.2226), "a cap above on-demand is moot"
 
 
 def test_the_basis_says_it_is_an_estimate_and_what_it_leaves_out() -> None:

@@ -5,7 +5,7 @@ outputs, `config get aws:region` with the region, `destroy` with the exit code a
 A plain `pulumi destroy` fails at preview while the stack holds a protected resource
 (pulumi/pulumi pkg/resource/deploy/step.go DeleteStep.Apply -> deleteProtectedError, checked
 before the DryRun branch); `--exclude-protected` excludes protected resources and what they
-depend on (pkg/cmd/pulumi/operations/destroy.go getProtectedExcludes).
+depend on (pkg/cmd/pulumi/operations/destroy.go separateProtected).
 """
 
 from __future__ import annotations
@@ -109,3 +109,18 @@ def test_down_needs_the_stack_name_first_and_runs_nothing_without_it(
     done, calls = _down(tmp_path, *args, outputs=SINGLE)
     assert done.returncode == 2 and "usage: ./scripts/down <stack>" in done.stderr
     assert calls == [], "pulumi is never called"
+
+
+@pytest.mark.parametrize("outputs", [SINGLE, {}], ids=["with a volume", "no volume"])
+def test_down_says_the_snapshots_stay_and_are_billed_and_how_to_delete_them(
+    tmp_path: Path, outputs: dict[str, Any]
+) -> None:
+    # AWS EBS User Guide, "View, modify, and delete lifecycle policies": deleting a policy does
+    # not delete the snapshots it created; nothing expires them any more.
+    done, _ = _down(tmp_path, "dev", outputs=outputs)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "until they expire" not in out, "nothing expires them once the policy is deleted"
+    assert "stay, and are billed, until you delete them" in out
+    assert "Name=tag:devserver:stack,Values=dev Name=tag:devserver:snapshot,Values=daily" in out
+    assert "aws ec2 delete-snapshot --region eu-west-1 --snapshot-id" in out

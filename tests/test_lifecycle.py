@@ -9,15 +9,17 @@ from collections.abc import Iterator
 import pytest
 from pulumi.runtime import MockResourceArgs
 
+from tests import program as fake
 from tests.lifecycle import (
     COMMAND,
     Engine,
     StepResult,
     _note,
+    _schedule_names,
     machine_running_with_a_new_address,
     machine_stopped,
 )
-from tests.program import FAKE_TOKEN, NIXOS_AMIS, reset_runtime
+from tests.program import FAKE_TOKEN, NIXOS_AMIS, reset_runtime, reveal
 
 HOME = "devserver-home"
 VOLUME = "aws:ebs/volume:Volume"
@@ -57,6 +59,9 @@ def _new_machine(new: str, old: str, **more: str) -> dict[str, str]:
     return {
         new: "create",
         old: "delete",
+        # The host key is recorded on the machine that showed it (trust on first use for a new one).
+        f"{new}-host-key-tag": "create",
+        f"{old}-host-key-tag": "delete",
         "devserver-home": "replace",  # the attachment (same name as the volume), not the volume
         "devserver-address": "update",  # the same Elastic IP, re-associated
         "devserver-state": "replace",
@@ -272,3 +277,217 @@ def test_exclude_protected_keeps_what_a_protected_resource_depends_on(engine: En
     assert ("aws:dlm/lifecyclePolicy:LifecyclePolicy", "home-snapshots-policy") not in kept
     assert ("command:remote:Command", "devserver-apply") not in kept, "a dependent is deleted"
     assert set(engine.state) == kept
+
+
+# --- Months later: time and the outside world (issue 16) ---------------------------------------
+# Each test is a step (or a few) of a stack's life after its first `up`; each prints its table.
+
+TAG = "aws:ec2/tag:Tag"
+X86_AMI = NIXOS_AMIS["x86_64"]
+ON_MACHINE = DEPLOY_COMMANDS | {"devserver-host-flake", "devserver-scripts"}
+
+
+def _deployment(op: str, machine: str = "devserver-x86_64") -> dict[str, str]:
+    """The deployment going (stop, interruption) or coming back (start, EC2 restart); the host
+    key tag records which, so the next first contact is pinned."""
+    return {**dict.fromkeys(ON_MACHINE, op), f"{machine}-host-key-tag": "update"}
+
+
+def test_ami_deprecated_then_deregistered_an_existing_machine_never_needs_it(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # NixOS/amis upload_ami.py deprecates each image 90 days after upload; get_ami leaves
+    # deprecated images out; delete_deprecated_images.py then deregisters them.
+    engine.set({"devserver:nixosRelease": "25.11"})
+    engine.up("create on 25.11")
+    flake = engine.entry_named("devserver-host-flake").inputs["source"].text
+    assert 'stateVersion = "25.11"' in flake
+    monkeypatch.setattr(fake, "RETIRED_RELEASES", {"25.11"})
+    monkeypatch.setattr(fake, "DEPRECATED_AMIS", {X86_AMI})
+    _expect(engine.up("AMI deprecated (day 90)"), {}, set())
+    monkeypatch.setattr(fake, "DEREGISTERED_AMIS", {X86_AMI})
+    _expect(engine.up("AMI deregistered"), {}, set())
+    engine.set({"devserver:state": "stopped"})
+    stopped = engine.up("stop, AMI gone")
+    print(stopped)
+    assert not stopped.refused and stopped.change("devserver-state").op == "update", stopped
+    engine.set({"devserver:state": "running"})
+    started = engine.up("start, AMI gone")
+    print(started)
+    assert not started.refused and started.change("devserver-state").op == "update", started
+    # Raising the release on the running machine changes nothing on it: stateVersion stays.
+    engine.set({"devserver:nixosRelease": "26.05"})
+    _expect(engine.up("nixosRelease raised on the running machine"), {}, set())
+    # Only a new machine needs an AMI: on the retired release, one clear refusal.
+    engine.set({"devserver:nixosRelease": "25.11", "devserver:rebuild": 1})
+    refused = engine.up("rebuild on the retired release")
+    print(refused)
+    assert refused.changes == [] and len(refused.refused) == 1, refused
+    assert "devserver:nixosRelease '25.11' has no current official NixOS AMI" in refused.refused[0]
+    assert "set devserver:nixosRelease to a release NixOS publishes" in refused.refused[0]
+    engine.set({"devserver:nixosRelease": "26.05"})
+    monkeypatch.setitem(NIXOS_AMIS, "x86_64", "ami-0260500000000abcd")  # 26.05's current image
+    rebuilt = engine.up("rebuild on 26.05")
+    _expect(rebuilt, _new_machine("devserver-x86_64-r1", "devserver-x86_64"), DEPLOY_COMMANDS)
+    flake = engine.entry_named("devserver-host-flake").inputs["source"].text
+    assert 'stateVersion = "26.05"' in flake, "a new machine is installed from the new release"
+
+
+def test_day_8_of_a_persistent_spot_request_an_interruption_still_keeps_the_machine(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine.set({"devserver:preset": "x86-spot"})
+    engine.up("create a spot machine (day 0)")
+    engine.advance(8)
+    engine.interrupt()
+    interrupted = engine.up("day 8: interrupted, up while EC2 holds it stopped")
+    print(interrupted)
+    assert (engine.spot_request() or "").startswith("open"), (
+        f"day 8: the persistent request must still be open, else EC2 never restarts the machine\n"
+        f"{interrupted}"
+    )
+    _expect(interrupted, _deployment("delete"), set())
+    assert engine.capacity_returns(), "EC2 restarts the machine (same zone and type)"
+    _expect(engine.up("day 8: EC2 restarted it"), _deployment("create"), DEPLOY_COMMANDS)
+    # A machine launched before the explicit end (no ValidUntil in its state) is not replaced
+    # for it: valid_until is ForceNew, and the program ignores it after launch.
+    machine = engine.entry_named("devserver-x86_64")
+    machine.inputs["instanceMarketOptions"]["spotOptions"].pop("validUntil")
+    _expect(engine.up("a machine launched without ValidUntil"), {}, set())
+    # The spot price moves every hour; the outputs do not.
+    before = engine.history[-1].run.outputs if engine.history[-1].run else {}
+    monkeypatch.setitem(fake.SPOT_PRICES, "m7i.xlarge", "0.0999")
+    moved = engine.up("the spot price moved")
+    _expect(moved, {}, set())
+    assert moved.run is not None and moved.run.outputs == before, "outputs change only for real"
+
+
+def test_retention_changed_keeps_every_snapshot_managed(engine: Engine) -> None:
+    engine.up("create")
+    policy = engine.entry_named("home-snapshots-policy")
+    first = _schedule_names(policy.inputs)
+    engine.set({"devserver:snapshotRetentionDays": 14})
+    step = engine.up("retention changed (7 -> 14 days)")
+    print(step)
+    change = step.change("home-snapshots-policy")
+    assert change.op == "update" and "ORPHANS" not in change.note, step
+    assert _schedule_names(engine.entry_named("home-snapshots-policy").inputs) == first
+    # A stack whose schedule was named after its retention keeps that name, and its snapshots.
+    engine.entry_named("home-snapshots-policy").inputs["policyDetails"]["schedules"][0]["name"] = (
+        "daily-14d"
+    )
+    engine.set({"devserver:snapshotRetentionDays": 30})
+    old = engine.up("retention changed on a stack with the old schedule name")
+    print(old)
+    assert "ORPHANS" not in old.change("home-snapshots-policy").note, old
+    assert _schedule_names(engine.entry_named("home-snapshots-policy").inputs) == ["daily-14d"]
+
+
+def test_type_change_while_stopped_is_refused_naming_both_keys(engine: Engine) -> None:
+    engine.up("create")
+    engine.set({"devserver:state": "stopped"})
+    engine.up("stop")
+    engine.set({"devserver:instanceType": "m7i.2xlarge"})
+    refused = engine.up("type change while stopped")
+    print(refused)
+    assert refused.changes == [] and len(refused.refused) == 1, refused
+    message = refused.refused[0]
+    assert "devserver:instanceType m7i.xlarge -> m7i.2xlarge" in message
+    assert "devserver:state is stopped" in message
+    engine.set({"devserver:state": "running"})
+    both = engine.up("type change with state running")
+    print(both)
+    assert both.change("devserver-x86_64").op == "update" and not both.refused, both
+
+
+def test_subnet_added_in_the_zone_does_not_move_the_machine(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine.up("create")
+    # A lower id than the machine's subnet-0a0a0a0a, in the same zone and VPC.
+    monkeypatch.setitem(fake.SUBNETS, "subnet-00000001", ("vpc-0d3fa017", "eu-west-1a"))
+    _expect(engine.up("subnet added in the zone"), {}, set())
+
+
+def test_user_renamed_during_an_interruption_is_left_for_ec2(engine: Engine) -> None:
+    engine.set({"devserver:preset": "x86-spot"})
+    created = engine.up("create a spot machine")
+    pin = created.run.outputs["sshHostKey"] if created.run else None
+    engine.interrupt()
+    engine.set({"devserver:user": "bob"})
+    step = engine.up("user renamed during an interruption")
+    print(step)
+    assert not step.refused, step
+    assert step.change("devserver-state").op == "same", "only EC2 may start it (no StartInstances)"
+    assert not step.reruns(), "nothing connects to a stopped machine"
+    assert step.run is not None and step.run.outputs["sshHostKey"] == pin
+
+
+def test_the_host_key_stays_pinned_across_stop_and_start(engine: Engine) -> None:
+    created = engine.up("create")
+    key = created.run.outputs["sshHostKey"] if created.run else None
+    assert key, created
+    _expect(engine.up("no-op up"), {}, set())
+    engine.set({"devserver:state": "stopped"})
+    stopped = engine.up("stop")
+    print(stopped)
+    assert stopped.run is not None and stopped.run.outputs["sshHostKey"] == key, (
+        "the pin survives while the machine is stopped (examples/ssh-config keeps checking it)"
+    )
+    engine.set({"devserver:state": "running"})
+    started = engine.up("start")
+    print(started)
+    first_contact = engine.entry_named("devserver-host-key").inputs["connection"]
+    assert reveal(first_contact).get("hostKey") == key, "no trust on first use after a start"
+    assert started.run is not None and started.run.outputs["sshHostKey"] == key
+    _expect(engine.up("no-op up after the start"), {}, set())
+
+
+def test_home_volume_shrink_is_refused_and_growth_is_in_place(engine: Engine) -> None:
+    engine.up("create")
+    engine.set({"devserver:homeVolumeGiB": 50})
+    refused = engine.up("home volume shrunk (100 -> 50 GiB)")
+    print(refused)
+    assert refused.changes == [] and len(refused.refused) == 1, refused
+    assert "devserver:homeVolumeGiB is 50" in refused.refused[0]
+    assert "already 100 GiB" in refused.refused[0]
+    engine.set({"devserver:homeVolumeGiB": 200})
+    _expect(engine.up("home volume grown (100 -> 200 GiB)"), {HOME: "update"}, set())
+
+
+def test_credentials_only_in_stack_config_reach_the_price_list_provider(engine: Engine) -> None:
+    engine.config.pop("aws:profile", None)
+    engine.set(
+        secrets={
+            "aws:accessKey": "FAKEACCESSKEYFORTESTS",
+            "aws:secretKey": "fake-secret-key-for-tests",
+        }
+    )
+    engine.set({"aws:assumeRoles": [{"roleArn": "arn:aws:iam::123456789012:role/devserver-ops"}]})
+    step = engine.up("credentials only in stack config")
+    print(step)
+    assert step.run is not None and not step.refused, step
+    provider = step.run.named("price-list-us-east-1").inputs
+    assert reveal(provider.get("accessKey")) == "FAKEACCESSKEYFORTESTS", provider
+    assert reveal(provider.get("secretKey")) == "fake-secret-key-for-tests"
+    assert "devserver-ops" in str(provider.get("assumeRoles")), provider
+    assert provider["region"] == "us-east-1"
+
+
+def test_a_fleet_of_6_in_a_region_with_5_elastic_ips_is_refused_before_anything(
+    engine: Engine,
+) -> None:
+    people = ["ana", "ben", "cat", "dan", "eve", "fay"]
+    engine.set(
+        {"devserver:servers": [{"name": p, "user": p, "githubUser": f"{p}-gh"} for p in people]}
+    )
+    step = engine.up("a fleet of 6 in a region with 5 Elastic IPs")
+    print(step)
+    assert step.changes == [] and len(step.refused) == 1, step
+    message = step.refused[0]
+    assert "needs 6 new Elastic IP(s)" in message and "0 of its 5 in use" in message, message
+    assert "L-0263D0A3" in message and "request-service-quota-increase" in message
+    engine.set({"devserver:servers": [{"name": p, "user": p, "githubUser": p} for p in people[:5]]})
+    five = engine.up("a fleet of 5")
+    print(five)
+    assert not five.refused, five

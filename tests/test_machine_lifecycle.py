@@ -348,7 +348,10 @@ def test_the_interruption_lookup_asks_ec2_for_the_interruption_stop_code(program
         "instance-lifecycle": ["spot"],
         "state-reason-code": ["Server.SpotInstanceShutdown"],
     }
-    assert asks[0]["instanceTags"] == SERVER_TAGS
+    # The lookup tags, without the owner: a user renamed during an interruption still finds it.
+    assert asks[0]["instanceTags"] == {
+        k: v for k, v in SERVER_TAGS.items() if k != "devserver:owner"
+    }
     on_demand = program({"devserver:preset": "x86"})
     assert not [a for t, a in on_demand.calls if t == GET_INSTANCES and "state-reason" in str(a)]
 
@@ -360,9 +363,13 @@ def _existing_home(volume_id: str = "vol-0123456789abcdef0") -> None:
     fake.VOLUME_TAGS[volume_id] = {**SERVER_TAGS, **HOME_TAGS}
 
 
+# The existing home volume's size (vol-0123456789abcdef0 is 200 GiB): a smaller one is refused.
+HOME_SIZE = {"devserver:homeVolumeGiB": 200}
+
+
 def test_without_a_zone_the_machine_goes_where_its_home_volume_is(program: Run) -> None:
     _existing_home()  # in eu-west-1b; the first zone offering m7i would be eu-west-1a
-    run = program(unset=("devserver:availabilityZone",))
+    run = program(HOME_SIZE, unset=("devserver:availabilityZone",))
     assert run.outputs["availabilityZone"] == "eu-west-1b"
     assert run.one(INSTANCE).inputs["subnetId"] == "subnet-0b0b0b0b"
     assert run.one(VOLUME).inputs["availabilityZone"] == "eu-west-1b"

@@ -137,6 +137,8 @@ ACTIONS: dict[str, list[str]] = {
         "ec2:DescribeVolumes", "ec2:DescribeInstanceCreditSpecifications",
     ],
     "aws:pricing/getProduct:getProduct": ["pricing:GetProducts"],
+    "aws:ec2/getEips:getEips": ["ec2:DescribeAddresses"],
+    "aws:servicequotas/getServiceQuota:getServiceQuota": ["servicequotas:GetServiceQuota"],
 }  # fmt: skip
 # Types that are not AWS API calls: components, providers, TLS keys, SSH commands.
 NOT_AWS = re.compile(r"^(devserver:|pulumi:providers:|tls:|command:)")

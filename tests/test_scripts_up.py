@@ -281,3 +281,26 @@ def test_without_the_cli_or_a_stack_name_the_script_says_what_is_missing(tmp_pat
     assert no_stack.returncode == 2
     assert no_stack.stderr.startswith("usage: ./scripts/up <stack>")
     assert repo.calls() == []
+
+
+# Secure values as `pulumi config set --secret` stores them (obviously fake ciphertext).
+STACK_KEYS = (
+    "  aws:accessKey:\n    secure: v1:ZmFrZS1hY2Nlc3Mta2V5:ZmFrZQ==\n"
+    "  aws:secretKey:\n    secure: v1:ZmFrZS1zZWNyZXQta2V5:ZmFrZQ==\n"
+)
+
+
+def test_credentials_only_in_the_stack_config_are_credentials(repo: Repo) -> None:
+    # The AWS provider reads aws:accessKey/secretKey and aws:sharedCredentialsFiles from the stack
+    # config (pulumi_aws config/vars.py); the CLI passes them on, nothing else is needed.
+    repo.stack("alice", COMPLETE_STACK + STACK_KEYS)
+    done = repo.run("alice")
+    assert done.returncode == 0, done.stderr
+    files = repo.root / "creds"
+    files.write_text("[team]\naws_access_key_id = x\naws_secret_access_key = y\n")
+    repo.stack(
+        "bob",
+        COMPLETE_STACK + f"  aws:profile: team\n  aws:sharedCredentialsFiles:\n    - {files}\n",
+    )
+    done = repo.run("bob")
+    assert done.returncode == 0, done.stderr

@@ -202,7 +202,7 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], str]] = [
     (
         "release unknown",
         {"devserver:nixosRelease": "19.03"},
-        "devserver:nixosRelease: no official NixOS 19.03 AMI",
+        "devserver:nixosRelease '19.03' has no current official NixOS AMI for x86_64",
     ),
     (
         "zone of another region",
