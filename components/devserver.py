@@ -18,7 +18,13 @@ from components.home_volume import HomeVolume, HomeVolumeArgs
 from components.host_flake import HostFlake
 from components.image import installed_release, launched_image, resolve_image
 from components.instance_role import InstanceRole, InstanceRoleArgs
-from components.lookups import AwsLookupError, AwsLookups, ExistingInstance, Image
+from components.lookups import (
+    AwsLookupError,
+    AwsLookups,
+    AwsPermissionError,
+    ExistingInstance,
+    Image,
+)
 from components.machine import HOST_KEY_TAG, Machine, MachineArgs
 from components.network import (
     Network,
@@ -150,10 +156,22 @@ def _pinned_host_key(machine: ExistingInstance | None) -> HostKeyPin | None:
 
 
 def plan_all(servers: tuple[DevServerSettings, ...], lookups: AwsLookups) -> list[DevServerArgs]:
-    """Every server's plan, or one SettingsError listing the problems of all of them."""
+    """Every server's plan, or one error listing the problems of all of them: lookups AWS refused
+    (a permission problem, named as one) first, else the configuration problems."""
     errors: list[str] = []
-    plans = [_collect(errors, functools.partial(plan, s, lookups)) for s in servers]
-    _collect(errors, lambda: check_elastic_ips(servers, lookups))
+    refused: list[str] = []
+    plans = []
+    for s in servers:
+        try:
+            plans.append(_collect(errors, functools.partial(plan, s, lookups)))
+        except AwsPermissionError as err:
+            refused.extend(err.problems)
+    try:
+        _collect(errors, lambda: check_elastic_ips(servers, lookups))
+    except AwsPermissionError as err:
+        refused.extend(err.problems)
+    if refused:
+        raise AwsPermissionError(refused)
     if errors:
         raise SettingsError(report(errors), errors)
     return [p for p in plans if p is not None]
