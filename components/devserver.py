@@ -15,7 +15,7 @@ from components.cost import Prices, estimated_cost
 from components.deploy_key import DeployKey, DeployKeyArgs
 from components.flake_deployment import FlakeDeployment, FlakeDeploymentArgs
 from components.home_volume import HomeVolume, HomeVolumeArgs
-from components.host_flake import HostFlake
+from components.host_flake import PUSHED_SHARED_FLAKE, HostFlake
 from components.image import installed_release, launched_image, resolve_image
 from components.instance_role import InstanceRole, InstanceRoleArgs
 from components.lookups import (
@@ -35,6 +35,7 @@ from components.network import (
 )
 from components.relaunch import check_relaunch, existing_machine
 from components.settings import DevServerSettings, SettingsError, StackSettings, report
+from components.shared_flake import pushed_flake
 from components.snapshots import home_target_tag
 from components.token_secret import GithubTokenSecret, GithubTokenSecretArgs, token_secret_name
 
@@ -351,8 +352,10 @@ class DevServer(pulumi.ComponentResource):
         pin = args.pinned_host_key
         if self.deploy_key is not None and s.running and not args.spot_interrupted:
             # Only program-chosen values: the flake is known at preview, even for a new stack.
+            # No remote shared flake: the deployment pushes this checkout's nix/.
+            pushed = pushed_flake() if not s.flake else None
             host_flake = HostFlake(
-                sharedFlake=s.flake,
+                sharedFlake=s.flake or PUSHED_SHARED_FLAKE,
                 hostName=s.host_name,
                 system=s.machine.nix_system,
                 user=s.user,
@@ -365,6 +368,7 @@ class DevServer(pulumi.ComponentResource):
                 # The release the machine was first installed from (its launch tag), so raising
                 # devserver:nixosRelease never rewrites it on a running machine.
                 stateVersion=args.state_version or s.image.nixos_release,
+                personalFlake=getattr(s, "personal_flake", None),
             )
             m = self.machine
             self.deployment = FlakeDeployment(
@@ -379,6 +383,7 @@ class DevServer(pulumi.ComponentResource):
                     pinned_host_key=self._pinned(pin if pin and pin.pins_first_contact else None),
                     # Only once the machine runs, with its home volume and its address attached.
                     depends_on=[m.instance, m.home_attachment, m.address, m.state],
+                    pushed_flake=pushed,
                 ),
                 here,
             )
