@@ -73,6 +73,7 @@ def apply_command(
     secret_id: str | None,
     region: str,
     shared_bundle: str | None = None,
+    also_update: tuple[str, ...] = (),
 ) -> str:
     """The remote command line; every value is shell-quoted, and none is a secret."""
     args = [
@@ -90,6 +91,8 @@ def apply_command(
     args += ["--deploy-public-key", deploy_public_key]
     if shared_bundle:
         args += ["--shared-bundle", shared_bundle]
+    for name in also_update:
+        args += ["--also-update", name]
     return shlex.join(args)
 
 
@@ -206,6 +209,8 @@ class FlakeDeployment(pulumi.ComponentResource):
                 flake.tokenSecretId,
                 flake.region,
                 SHARED_BUNDLE if pushed is not None else None,
+                # A re-apply takes the personal flake's current commit, like the shared one's.
+                ("personal",) if flake.personalFlake else (),
             )
         )
         # machine.json first (from stdin: no quoting), then the switch that reads it.

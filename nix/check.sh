@@ -144,14 +144,16 @@ template_expr() {
 eval_true "rendered template (token)" "$(template_expr "$work/with-token/flake.nix" \
   'd.token.secretId == "devserver/dev/devserver/github-token"')"
 eval_true "rendered template (no token)" "$(template_expr "$work/no-token/flake.nix" \
-  'd.token.secretId == null && builtins.length c.modules == 2 && !(f.inputs ? personal)')"
+  'd.token.secretId == null && builtins.length c.modules == 2 && !(f.inputs ? personal)
+   && !(d ? autoUpgrade)')"
 # The personal layer: an input on the host's nixpkgs, its NixOS module after the shared ones and its
 # home-manager module for the developer only.
 eval_true "rendered template (personal flake)" "$(template_expr "$work/personal/flake.nix" \
   'f.inputs.personal.url == "github:alice-gh/dotfiles"
    && f.inputs.personal.inputs.nixpkgs.follows == "nixpkgs"
    && builtins.elemAt c.modules 2 == "personal-nixos"
-   && (builtins.elemAt c.modules 3).home-manager.users.alice.imports == [ "personal-home" ]')"
+   && (builtins.elemAt c.modules 3).home-manager.users.alice.imports == [ "personal-home" ]
+   && d.autoUpgrade.extraInputs == [ "personal" ]')"
 
 # 3. No kernel device name for the home volume and no literal token anywhere under nix/.
 xvd_pattern='/dev/xv''d[a-z]'

@@ -5,6 +5,7 @@
 # Usage: apply-flake.sh --host HOST --user USER [--secret-id ID --region REGION]
 #                       [--home-device PATH] [--deploy-public-key 'ssh-ed25519 AAAA...']
 #                       [--token-script PATH] [--shared-input NAME] [--shared-bundle PATH]
+#                       [--also-update NAME]...
 #
 # Pulumi copies flake.nix and writes machine.json into the staging directory; this script adds a
 # copy of /etc/nixos/flake.lock, refreshes the shared input (default `devserver`) there, so a
@@ -51,6 +52,8 @@ home_device=
 deploy_public_key=
 token_script=$script_dir/fetch-github-token.sh
 shared_bundle=
+# More host inputs refreshed with the shared one (the personal flake, `personal`).
+also_update=()
 
 flake_dir=${DEVSERVER_FLAKE_DIR:-/etc/nixos}
 stage_dir=${DEVSERVER_STAGE_DIR:-/var/lib/devserver/deploy/host}
@@ -84,12 +87,12 @@ fail() {
 }
 
 usage() {
-	printf 'usage: %s --host HOST --user USER [--secret-id ID --region REGION] [--home-device PATH] [--deploy-public-key KEY] [--token-script PATH] [--shared-input NAME] [--shared-bundle PATH]\n' "$prog"
+	printf 'usage: %s --host HOST --user USER [--secret-id ID --region REGION] [--home-device PATH] [--deploy-public-key KEY] [--token-script PATH] [--shared-input NAME] [--shared-bundle PATH] [--also-update NAME]...\n' "$prog"
 }
 
 while (($# > 0)); do
 	case $1 in
-	--host | --user | --secret-id | --region | --home-device | --deploy-public-key | --token-script | --shared-input | --shared-bundle)
+	--host | --user | --secret-id | --region | --home-device | --deploy-public-key | --token-script | --shared-input | --shared-bundle | --also-update)
 		(($# >= 2)) || fail 1 "$1 needs a value"
 		case $1 in
 		--host) host=$2 ;;
@@ -101,6 +104,7 @@ while (($# > 0)); do
 		--deploy-public-key) deploy_public_key=$2 ;;
 		--token-script) token_script=$2 ;;
 		--shared-bundle) shared_bundle=$2 ;;
+		--also-update) also_update+=("$2") ;;
 		esac
 		shift 2
 		;;
@@ -117,6 +121,9 @@ done
 # NixOS refuses login names of 32 characters or more (users-groups.nix).
 [[ $user =~ ^[a-z_][a-z0-9_-]{0,30}$ ]] || fail 1 "--user must be the developer's login name ([a-z_][a-z0-9_-], at most 31 characters), got '$user'"
 [[ $shared_input =~ ^[A-Za-z][A-Za-z0-9_-]*$ ]] || fail 1 "--shared-input must be a flake input name, got '$shared_input'"
+for name in "${also_update[@]}"; do
+	[[ $name =~ ^[A-Za-z][A-Za-z0-9_-]*$ ]] || fail 1 "--also-update must be a flake input name, got '$name'"
+done
 if [[ -n $secret_id && -z $region ]]; then
 	fail 1 "--secret-id needs --region"
 fi
@@ -270,7 +277,8 @@ if [[ -n $shared_bundle ]]; then
 else
 	step "updating the host flake's '$shared_input' input to the shared flake's current commit"
 fi
-nix flake update "$shared_input" --flake "$stage_dir" ||
+# `nix flake update <input>...` refreshes only those (and their own inputs); the rest stays locked.
+nix flake update "$shared_input" --flake "$stage_dir" "${also_update[@]}" ||
 	fail 8 "could not update the '$shared_input' input of $stage_dir; nothing was changed"
 if [[ -n $derived_lock ]]; then
 	rm -f -- "$derived_lock"

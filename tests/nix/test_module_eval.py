@@ -366,6 +366,13 @@ def test_nightly_upgrade_refreshes_only_the_shared_input(sample: dict[str, Any])
     assert sample["upgradePreStart"].strip().endswith("flake update devserver --flake /etc/nixos")
 
 
+def test_nightly_upgrade_refreshes_the_personal_flake_with_the_shared_one() -> None:
+    # What the host template sets with devserver:personalFlake.
+    result = evaluate(host='{ devserver.autoUpgrade.extraInputs = [ "personal" ]; }')
+    pre_start = result["upgradePreStart"].strip()
+    assert pre_start.endswith("flake update devserver personal --flake /etc/nixos"), pre_start
+
+
 def test_nightly_upgrade_saves_the_lock_and_restores_it_when_it_fails(
     sample: dict[str, Any],
 ) -> None:

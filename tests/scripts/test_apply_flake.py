@@ -987,3 +987,10 @@ def test_going_back_to_a_remote_flake_removes_the_pushed_one(machine: Machine) -
 
     assert result.returncode == 0, result.stderr
     assert not (machine.etc_nixos / "shared").exists()
+
+
+def test_the_personal_flake_is_refreshed_with_the_shared_one(machine: Machine) -> None:
+    result = machine.apply(*full_args(machine), "--also-update", "personal")
+
+    assert result.returncode == 0, result.stderr
+    assert f"nix flake update devserver --flake {machine.stage} personal" in machine.calls()

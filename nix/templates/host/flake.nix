@@ -56,6 +56,8 @@
                 region = "@region@";
               };
               idleStop.minutes = "@idleStopMinutes@";
+              # The nightly upgrade follows the personal flake too.
+              autoUpgrade.extraInputs = [ "personal" ]; # @personal
             };
           }
         ]
