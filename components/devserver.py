@@ -35,7 +35,7 @@ from components.network import (
 )
 from components.relaunch import check_relaunch, existing_machine
 from components.settings import DevServerSettings, SettingsError, StackSettings, report
-from components.shared_flake import pushed_flake
+from components.shared_flake import PushedFlakeError, pushed_flake
 from components.snapshots import home_target_tag
 from components.token_secret import GithubTokenSecret, GithubTokenSecretArgs, token_secret_name
 
@@ -118,6 +118,8 @@ def plan(settings: DevServerSettings, lookups: AwsLookups) -> DevServerArgs:
         image = _collect(errors, lambda: resolve_image(settings, lookups))
     interrupted = _collect(errors, lambda: spot_interrupted(settings, lookups))
     _collect(errors, lambda: check_home_size(settings, lookups))
+    if settings.deploy and not settings.flake:
+        _collect(errors, lambda: _pushable(settings))
     if placement is not None and found is not None:
         # Only now is the launch spec known; an existing machine must be able to take it.
         _collect(
@@ -154,6 +156,17 @@ def _pinned_host_key(machine: ExistingInstance | None) -> HostKeyPin | None:
     if machine is None or mode not in (FIRST_USE, PINNED, NOT_DEPLOYED) or not key:
         return None
     return HostKeyPin(machine.id, mode, key)
+
+
+def _pushable(s: DevServerSettings) -> None:
+    """Without a remote flake the deployment pushes nix/: it must be pushable before anything."""
+    try:
+        pushed_flake()
+    except PushedFlakeError as err:
+        raise SettingsError(
+            f"{s.config_prefix}flake is not set, so the deployment pushes this checkout's nix/, "
+            f"but {err}"
+        ) from err
 
 
 def plan_all(servers: tuple[DevServerSettings, ...], lookups: AwsLookups) -> list[DevServerArgs]:
