@@ -264,7 +264,8 @@ def with_cost(args: DevServerArgs, prices: Prices) -> DevServerArgs:
     """The plan plus its cost estimate (asked after every plan passed: pricing may register a
     provider for the Price List API's region)."""
     spec, zone = args.settings.machine, args.placement.availability_zone
-    return replace(args, estimated_cost=estimated_cost(spec, args.settings.region, zone, prices))
+    cost = estimated_cost(spec, args.settings.region, zone, prices, args.settings.idle_stop_minutes)
+    return replace(args, estimated_cost=cost)
 
 
 class DevServer(pulumi.ComponentResource):
