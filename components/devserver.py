@@ -253,7 +253,8 @@ def spot_interrupted(s: DevServerSettings, lookups: AwsLookups) -> bool:
             f"server {s.name!r}: the spot machine {', '.join(stopped)} was stopped by a spot "
             "interruption, and only EC2 may start it (when capacity returns, in the same zone "
             "and type). This update leaves its running/stopped state alone and skips the flake "
-            "deployment; run `pulumi up` again once EC2 has restarted it. To move on now, "
+            "deployment; run `./scripts/up <stack>` again once EC2 has restarted it. To move on "
+            "now, "
             f"raise {s.config_prefix}rebuild (with devserver:spot false or another instance "
             "type if you like): a new machine from the current AMI takes over /home."
         )
