@@ -76,9 +76,12 @@ def test_the_bundle_unpacks_to_exactly_the_pushed_files(checkout: Path, tmp_path
 
 def test_this_repositorys_nix_travels_whole_and_the_preview_shows_each_line() -> None:
     flake = pushed_flake()
-    tracked = subprocess.run(
-        ["git", "-C", str(ROOT), "ls-files", "nix"], capture_output=True, text=True, check=True
-    ).stdout.split()
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "nix"], capture_output=True, text=True, check=False
+    )
+    if listed.returncode != 0:
+        pytest.skip("this copy of the repository is not a git checkout")
+    tracked = listed.stdout.split()
     assert {f"nix/{f.path}" for f in flake.files} == {t for t in tracked if (ROOT / t).is_file()}
     assert "\n=== flake.nix 0644\n|{\n" in flake.bundle, "each line of nix/ is readable in a diff"
     assert flake.bundle.startswith(f"# devserver flake bundle v1 sha256={flake.digest} ")
