@@ -153,6 +153,14 @@ def _check_copy_to_remote(inputs: dict[str, Any]) -> list[str]:
         return ["asset: either asset or archive must be set"]
     if not isinstance(source, pulumi.Asset | pulumi.Archive):
         return [f"source: expected an asset or an archive, got {type(source).__name__}"]
+    # v1.2.1 also: "asset must be a path-based file asset or a text asset", "archive must be a
+    # path to a file or directory" (an AssetArchive of chosen files is refused).
+    if isinstance(source, pulumi.Asset) and not isinstance(
+        source, pulumi.FileAsset | pulumi.StringAsset
+    ):
+        return ["asset: asset must be a path-based file asset or a text asset"]
+    if isinstance(source, pulumi.Archive) and not isinstance(source, pulumi.FileArchive):
+        return ["archive: archive must be a path to a file or directory"]
     return []
 
 
