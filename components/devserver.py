@@ -383,7 +383,7 @@ class DevServer(pulumi.ComponentResource):
                 # The release the machine was first installed from (its launch tag), so raising
                 # devserver:nixosRelease never rewrites it on a running machine.
                 stateVersion=args.state_version or s.image.nixos_release,
-                personalFlake=getattr(s, "personal_flake", None),
+                personalFlake=s.personal_flake,
             )
             m = self.machine
             self.deployment = FlakeDeployment(
