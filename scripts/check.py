@@ -101,6 +101,9 @@ class OfflineAws(FakeAws):
             return {"id": self.region, "ids": []}
         if invoke == "aws:ec2/getKeyPair:getKeyPair":
             raise AwsError("InvalidKeyPair.NotFound (offline: a first up)")
+        if invoke == "aws:servicequotas/getServiceQuota:getServiceQuota":
+            # Offline the quota is unknown: the program assumes AWS's default (5 per region).
+            raise AwsError("offline: the Elastic IP quota is read by `pulumi up`")
         if invoke in ("aws:pricing/getProduct:getProduct", "aws:ec2/getSpotPrice:getSpotPrice"):
             raise AwsError(OFFLINE)
         return super()._answer(invoke, a)
