@@ -5,7 +5,7 @@ import gc
 import pulumi
 
 from components import settings
-from components.cost import PriceList
+from components.cost import PriceList, total_cost
 from components.devserver import build_servers, plan_all, with_cost
 from components.lookups import AwsLookups
 from components.snapshots import HomeSnapshots, HomeSnapshotsArgs, home_target_tag
@@ -37,3 +37,6 @@ if not stack.fleet:
     for key, value in servers["devserver"].outputs().items():
         pulumi.export(key, value)
 pulumi.export("servers", {name: server.outputs() for name, server in servers.items()})
+if stack.fleet:
+    # What the whole fleet costs; each server's own estimate is in servers.<name>.estimatedCost.
+    pulumi.export("estimatedCost", total_cost([s.estimated_cost or {} for s in servers.values()]))

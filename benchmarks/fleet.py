@@ -39,8 +39,11 @@ def measure(n: int, gc_threshold: int | None = None) -> dict[str, float]:
         # An experiment: how much of the time is the cyclic garbage collector's.
         gc.set_threshold(gc_threshold, 50, 100)
     sys.path.insert(0, str(ROOT))
+    from tests import program
     from tests.program import run_program, stack_config
 
+    # An account whose Elastic IP quota fits the fleet (AWS's default of 5 would refuse it).
+    program.ELASTIC_IP_QUOTA[0] = float(n)
     base = {**stack_config("dev"), "devserver:servers": fleet(n)}
     start = time.perf_counter()
     run = run_program(base=base)

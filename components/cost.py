@@ -16,6 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws_provider import explicit_provider
+from components.lookups import denied
 from components.settings import MachineSpec
 
 # AWS's own convention for turning hourly prices into monthly ones (365 * 24 / 12).
@@ -28,6 +29,10 @@ EXCLUDES = "data transfer, snapshots, IOPS/throughput above the gp3 baseline, ta
 # pricing, "Public IPv4 Address", since 2024-02-01); the machine's Elastic IP is billed while it is
 # stopped too. One rate in every commercial region, so it is not looked up.
 PUBLIC_IPV4_HOURLY_USD = 0.005
+# With idle stop on, the machine runs while it is used: assume a working month (22 days of 8 hours)
+# plus the idle minutes before each evening's stop. Disks and the Elastic IP bill all month anyway.
+WORKING_DAYS_PER_MONTH = 22
+WORKING_HOURS_PER_DAY = 8
 
 
 class PriceLookupError(pulumi.RunError):
@@ -53,20 +58,44 @@ class CostEstimate:
     compute_hourly_usd: float
     storage_monthly_usd: float
     basis: str
+    idle_stop_minutes: int = 0
+
+    @property
+    def idle_stop_hours(self) -> float:
+        """Running hours a month with idle stop on (the assumption WORKING_* states)."""
+        daily = WORKING_HOURS_PER_DAY + self.idle_stop_minutes / 60
+        return WORKING_DAYS_PER_MONTH * daily
 
     def as_output(self) -> dict[str, Any]:
         """The estimate as a stack output, labelled as one."""
-        return {
+        output: dict[str, Any] = {
             "estimate": True,
             "currency": "USD",
             "hourly": round(self.hourly_usd, 4),
             "monthly": round(self.monthly_usd, 2),
             "basis": self.basis,
         }
+        if self.idle_stop_minutes:
+            always = self.storage_monthly_usd + PUBLIC_IPV4_HOURLY_USD * HOURS_PER_MONTH
+            hours = self.idle_stop_hours
+            output["withIdleStop"] = {
+                "monthly": round(always + self.compute_hourly_usd * hours, 2),
+                "runningHours": round(hours, 1),
+                "assumes": (
+                    f"{WORKING_HOURS_PER_DAY} h of use on {WORKING_DAYS_PER_MONTH} days a month, "
+                    f"then {self.idle_stop_minutes} idle minutes before the stop; disks and the "
+                    f"Elastic IP bill all {HOURS_PER_MONTH} h"
+                ),
+            }
+        return output
 
 
 def estimate(
-    spec: MachineSpec, region: str, availability_zone: str, prices: Prices
+    spec: MachineSpec,
+    region: str,
+    availability_zone: str,
+    prices: Prices,
+    idle_stop_minutes: int = 0,
 ) -> CostEstimate:
     """Compute (on-demand list price or current spot price) plus root and home gp3 storage."""
     # Spot: the most it can cost, the on-demand price (or a lower max price). The spot price
@@ -86,7 +115,8 @@ def estimate(
         f"estimate: {compute_basis} (${compute:.4f}/h) + gp3 storage for root and home "
         f"({spec.root_volume_gib} + {spec.home_volume_gib} GiB at ${gb_month:.4f}/GB-month) "
         f"+ the Elastic IP's public IPv4 (${PUBLIC_IPV4_HOURLY_USD}/h, also while stopped), "
-        f"{HOURS_PER_MONTH} h/month; excludes {EXCLUDES}"
+        f"running all {HOURS_PER_MONTH} h of a month (idle stop off; withIdleStop, when on, "
+        f"assumes a working month); excludes {EXCLUDES}"
     )
     return CostEstimate(
         hourly_usd=hourly,
@@ -94,6 +124,7 @@ def estimate(
         compute_hourly_usd=compute,
         storage_monthly_usd=storage_monthly,
         basis=basis,
+        idle_stop_minutes=idle_stop_minutes,
     )
 
 
@@ -134,6 +165,9 @@ class PriceList:
                 opts=self._price_list_opts,
             ).result
         except Exception as err:
+            refused = denied(err, "pricing:GetProducts", "the AWS Price List")
+            if refused is not None:
+                raise PriceLookupError(refused.problems[0]) from err
             raise PriceLookupError(
                 f"the AWS Price List has no single on-demand price for {what} in {region} ({err})"
             ) from err
@@ -195,7 +229,11 @@ class PriceList:
 
 
 def estimated_cost(
-    spec: MachineSpec, region: str, availability_zone: str, prices: Prices
+    spec: MachineSpec,
+    region: str,
+    availability_zone: str,
+    prices: Prices,
+    idle_stop_minutes: int = 0,
 ) -> dict[str, Any]:
     """The stack output: an estimate, or why there is none (a missing price never fails `up`).
     A spot machine's current price is logged, not exported (it changes hourly)."""
@@ -209,6 +247,28 @@ def estimated_cost(
         except PriceLookupError as err:
             pulumi.log.info(str(err))
     try:
-        return estimate(spec, region, availability_zone, prices).as_output()
+        cost = estimate(spec, region, availability_zone, prices, idle_stop_minutes)
+        return cost.as_output()
     except PriceLookupError as err:
         return {"estimate": True, "available": False, "reason": str(err)}
+
+
+def total_cost(costs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A fleet's estimate: the sum of its servers' (unavailable when any of them is)."""
+    missing = [c.get("reason", "") for c in costs if c.get("available") is False]
+    if missing:
+        return {"estimate": True, "available": False, "reason": "; ".join(dict.fromkeys(missing))}
+    total: dict[str, Any] = {
+        "estimate": True,
+        "currency": "USD",
+        "hourly": round(sum(c["hourly"] for c in costs), 4),
+        "monthly": round(sum(c["monthly"] for c in costs), 2),
+        "servers": len(costs),
+        "basis": "the sum of the servers' estimates (servers.<name>.estimatedCost)",
+    }
+    if any("withIdleStop" in c for c in costs):
+        total["withIdleStop"] = {
+            "monthly": round(sum(c.get("withIdleStop", c)["monthly"] for c in costs), 2),
+            "assumes": "each server's own withIdleStop (servers without idle stop: all month)",
+        }
+    return total

@@ -15,10 +15,16 @@ from components.cost import Prices, estimated_cost
 from components.deploy_key import DeployKey, DeployKeyArgs
 from components.flake_deployment import FlakeDeployment, FlakeDeploymentArgs
 from components.home_volume import HomeVolume, HomeVolumeArgs
-from components.host_flake import HostFlake
+from components.host_flake import PUSHED_SHARED_FLAKE, HostFlake
 from components.image import installed_release, launched_image, resolve_image
 from components.instance_role import InstanceRole, InstanceRoleArgs
-from components.lookups import AwsLookupError, AwsLookups, ExistingInstance, Image
+from components.lookups import (
+    AwsLookupError,
+    AwsLookups,
+    AwsPermissionError,
+    ExistingInstance,
+    Image,
+)
 from components.machine import HOST_KEY_TAG, Machine, MachineArgs
 from components.network import (
     Network,
@@ -29,6 +35,7 @@ from components.network import (
 )
 from components.relaunch import check_relaunch, existing_machine
 from components.settings import DevServerSettings, SettingsError, StackSettings, report
+from components.shared_flake import PushedFlakeError, pushed_flake
 from components.snapshots import home_target_tag
 from components.token_secret import GithubTokenSecret, GithubTokenSecretArgs, token_secret_name
 
@@ -111,6 +118,8 @@ def plan(settings: DevServerSettings, lookups: AwsLookups) -> DevServerArgs:
         image = _collect(errors, lambda: resolve_image(settings, lookups))
     interrupted = _collect(errors, lambda: spot_interrupted(settings, lookups))
     _collect(errors, lambda: check_home_size(settings, lookups))
+    if settings.deploy and not settings.flake:
+        _collect(errors, lambda: _pushable(settings))
     if placement is not None and found is not None:
         # Only now is the launch spec known; an existing machine must be able to take it.
         _collect(
@@ -149,11 +158,34 @@ def _pinned_host_key(machine: ExistingInstance | None) -> HostKeyPin | None:
     return HostKeyPin(machine.id, mode, key)
 
 
+def _pushable(s: DevServerSettings) -> None:
+    """Without a remote flake the deployment pushes nix/: it must be pushable before anything."""
+    try:
+        pushed_flake()
+    except PushedFlakeError as err:
+        raise SettingsError(
+            f"{s.config_prefix}flake is not set, so the deployment pushes this checkout's nix/, "
+            f"but {err}"
+        ) from err
+
+
 def plan_all(servers: tuple[DevServerSettings, ...], lookups: AwsLookups) -> list[DevServerArgs]:
-    """Every server's plan, or one SettingsError listing the problems of all of them."""
+    """Every server's plan, or one error listing the problems of all of them: lookups AWS refused
+    (a permission problem, named as one) first, else the configuration problems."""
     errors: list[str] = []
-    plans = [_collect(errors, functools.partial(plan, s, lookups)) for s in servers]
-    _collect(errors, lambda: check_elastic_ips(servers, lookups))
+    refused: list[str] = []
+    plans = []
+    for s in servers:
+        try:
+            plans.append(_collect(errors, functools.partial(plan, s, lookups)))
+        except AwsPermissionError as err:
+            refused.extend(err.problems)
+    try:
+        _collect(errors, lambda: check_elastic_ips(servers, lookups))
+    except AwsPermissionError as err:
+        refused.extend(err.problems)
+    if refused:
+        raise AwsPermissionError(refused)
     if errors:
         raise SettingsError(report(errors), errors)
     return [p for p in plans if p is not None]
@@ -221,7 +253,8 @@ def spot_interrupted(s: DevServerSettings, lookups: AwsLookups) -> bool:
             f"server {s.name!r}: the spot machine {', '.join(stopped)} was stopped by a spot "
             "interruption, and only EC2 may start it (when capacity returns, in the same zone "
             "and type). This update leaves its running/stopped state alone and skips the flake "
-            "deployment; run `pulumi up` again once EC2 has restarted it. To move on now, "
+            "deployment; run `./scripts/up <stack>` again once EC2 has restarted it. To move on "
+            "now, "
             f"raise {s.config_prefix}rebuild (with devserver:spot false or another instance "
             "type if you like): a new machine from the current AMI takes over /home."
         )
@@ -232,7 +265,8 @@ def with_cost(args: DevServerArgs, prices: Prices) -> DevServerArgs:
     """The plan plus its cost estimate (asked after every plan passed: pricing may register a
     provider for the Price List API's region)."""
     spec, zone = args.settings.machine, args.placement.availability_zone
-    return replace(args, estimated_cost=estimated_cost(spec, args.settings.region, zone, prices))
+    cost = estimated_cost(spec, args.settings.region, zone, prices, args.settings.idle_stop_minutes)
+    return replace(args, estimated_cost=cost)
 
 
 class DevServer(pulumi.ComponentResource):
@@ -333,8 +367,10 @@ class DevServer(pulumi.ComponentResource):
         pin = args.pinned_host_key
         if self.deploy_key is not None and s.running and not args.spot_interrupted:
             # Only program-chosen values: the flake is known at preview, even for a new stack.
+            # No remote shared flake: the deployment pushes this checkout's nix/.
+            pushed = pushed_flake() if not s.flake else None
             host_flake = HostFlake(
-                sharedFlake=s.flake,
+                sharedFlake=s.flake or PUSHED_SHARED_FLAKE,
                 hostName=s.host_name,
                 system=s.machine.nix_system,
                 user=s.user,
@@ -347,6 +383,7 @@ class DevServer(pulumi.ComponentResource):
                 # The release the machine was first installed from (its launch tag), so raising
                 # devserver:nixosRelease never rewrites it on a running machine.
                 stateVersion=args.state_version or s.image.nixos_release,
+                personalFlake=s.personal_flake,
             )
             m = self.machine
             self.deployment = FlakeDeployment(
@@ -361,6 +398,7 @@ class DevServer(pulumi.ComponentResource):
                     pinned_host_key=self._pinned(pin if pin and pin.pins_first_contact else None),
                     # Only once the machine runs, with its home volume and its address attached.
                     depends_on=[m.instance, m.home_attachment, m.address, m.state],
+                    pushed_flake=pushed,
                 ),
                 here,
             )

@@ -28,6 +28,7 @@ import pulumi
 from pulumi_command import remote
 
 from components.host_flake import HostFlake, machine_json
+from components.shared_flake import PushedFlake
 
 REPO = Path(__file__).resolve().parent.parent
 # Relative to the project directory (Pulumi's working directory), so state does not hold a
@@ -39,6 +40,8 @@ REMOTE_DIR = "/var/lib/devserver/deploy"
 STAGE_DIR = f"{REMOTE_DIR}/host"
 HOST_KEY_FILE = "/etc/ssh/ssh_host_ed25519_key.pub"
 MACHINE_JSON = f"{STAGE_DIR}/machine.json"
+# This checkout's nix/ as one text bundle, when no remote devserver:flake is set (apply unpacks it).
+SHARED_BUNDLE = f"{REMOTE_DIR}/shared-flake.bundle"
 # Updates (an input change that is not a trigger, e.g. a new deploy key) only read the machine.
 READ_HOST_KEY = f"cat {HOST_KEY_FILE}"
 # CopyToRemote creates no parent directory; an update also makes it, for machines deployed
@@ -69,6 +72,8 @@ def apply_command(
     deploy_public_key: str,
     secret_id: str | None,
     region: str,
+    shared_bundle: str | None = None,
+    also_update: tuple[str, ...] = (),
 ) -> str:
     """The remote command line; every value is shell-quoted, and none is a secret."""
     args = [
@@ -84,6 +89,10 @@ def apply_command(
     if secret_id:
         args += ["--secret-id", secret_id, "--region", region]
     args += ["--deploy-public-key", deploy_public_key]
+    if shared_bundle:
+        args += ["--shared-bundle", shared_bundle]
+    for name in also_update:
+        args += ["--also-update", name]
     return shlex.join(args)
 
 
@@ -108,6 +117,8 @@ class FlakeDeploymentArgs:
     """The machine running with its home volume and address attached."""
     pinned_host_key: pulumi.Input[str | None] = None
     """The host key this machine showed before (None: a new machine, trust on first use)."""
+    pushed_flake: PushedFlake | None = None
+    """This checkout's nix/, pushed when no devserver:flake is set (host flake: path:./shared)."""
 
 
 class FlakeDeployment(pulumi.ComponentResource):
@@ -174,6 +185,10 @@ class FlakeDeployment(pulumi.ComponentResource):
             "host-flake": (pulumi.StringAsset(rendered), f"{STAGE_DIR}/flake.nix"),
             "scripts": (pulumi.FileArchive(f"{SCRIPTS_DIR}/"), REMOTE_DIR),
         }
+        pushed = args.pushed_flake
+        if pushed is not None:
+            # Text, so `pulumi preview --diff` shows each changed line of nix/.
+            files["shared-flake"] = (pulumi.StringAsset(pushed.bundle), SHARED_BUNDLE)
         copies: list[pulumi.Resource] = [
             remote.CopyToRemote(
                 f"{name}-{role}",
@@ -187,14 +202,23 @@ class FlakeDeployment(pulumi.ComponentResource):
         ]
         command = pulumi.Output.all(args.home_device, args.deploy_public_key).apply(
             lambda values: apply_command(
-                flake.hostName, flake.user, values[0], values[1], flake.tokenSecretId, flake.region
+                flake.hostName,
+                flake.user,
+                values[0],
+                values[1],
+                flake.tokenSecretId,
+                flake.region,
+                SHARED_BUNDLE if pushed is not None else None,
+                # A re-apply takes the personal flake's current commit, like the shared one's.
+                ("personal",) if flake.personalFlake else (),
             )
         )
         # machine.json first (from stdin: no quoting), then the switch that reads it.
         create = command.apply(lambda line: f"{WRITE_MACHINE_JSON} && {line}")
         # Re-apply exactly when what the machine is built from changes: the rendered host flake
         # (which holds the shared flake reference), machine.json, the scripts, the command line,
-        # or the machine itself. Never on an address or connection change (that is an update).
+        # the pushed nix/ (its digest), or the machine itself. Never on an address or connection
+        # change (that is an update).
         triggers: list[pulumi.Input[str]] = [
             _sha256(rendered),
             self.machine_json.apply(_sha256),
@@ -202,6 +226,8 @@ class FlakeDeployment(pulumi.ComponentResource):
             args.instance_id,
             command,
         ]
+        if pushed is not None:
+            triggers.append(f"nix/ sha256={pushed.digest}")
         self.apply = remote.Command(
             f"{name}-apply",
             connection=pinned,

@@ -15,6 +15,13 @@ from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "nix" / "templates" / "host" / "flake.nix"
 PLACEHOLDER = re.compile(r'"@([A-Za-z]+)@"')
+# A template line ending in `# @<part>` is kept only when the part is on: part -> the field that
+# turns it on (a field that is None turns it off, and its placeholders go with its lines).
+OPTIONAL_PARTS = {"personal": "personalFlake"}
+OPTIONAL_LINE = re.compile(r"[ \t]*#[ \t]*@([A-Za-z]+)[ \t]*$")
+# What the host flake names as the shared flake when the deployment pushes this checkout's nix/:
+# the pushed directory beside flake.nix (a relative path input, Nix 2.26 and later).
+PUSHED_SHARED_FLAKE = "path:./shared"
 
 
 def nix_string(text: str) -> str:
@@ -45,11 +52,17 @@ class HostFlake:
     """The token secret's program-chosen name (GetSecretValue takes a name), or None."""
     idleStopMinutes: int
     stateVersion: str
+    personalFlake: str | None = None
+    """The person's own flake over the shared modules (devserver:personalFlake), or None."""
 
     def render(self, template: str | None = None) -> str:
         """The flake text: every quoted placeholder replaced by a Nix value, each exactly once."""
         text = TEMPLATE.read_text(encoding="utf-8") if template is None else template
         values = {f.name: getattr(self, f.name) for f in fields(self)}
+        off = {part for part, name in OPTIONAL_PARTS.items() if values[name] is None}
+        text = "".join(_keep_line(line, off) for line in text.splitlines(keepends=True))
+        for part in off:
+            values.pop(OPTIONAL_PARTS[part])
         found = PLACEHOLDER.findall(text)
         if sorted(found) != sorted(values):
             raise ValueError(
@@ -65,3 +78,13 @@ class HostFlake:
             return str(value) if isinstance(value, int) else nix_string(value)
 
         return PLACEHOLDER.sub(nix_value, text)
+
+
+def _keep_line(line: str, off: set[str]) -> str:
+    """The line without its part marker, or nothing when its part is off."""
+    marker = OPTIONAL_LINE.search(line)
+    if marker is None:
+        return line
+    if marker.group(1) in off:
+        return ""
+    return line[: marker.start()] + line[len(line.rstrip("\n")) :]

@@ -7,8 +7,14 @@ before the first resource is registered. Results are cached: a fleet asks once p
 from __future__ import annotations
 
 import functools
+import json
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import ParamSpec, TypeVar
 
+import pulumi
 import pulumi_aws as aws
 
 # Official NixOS images are published by this account (see nixos.org/download, "Amazon EC2").
@@ -29,7 +35,90 @@ DEFAULT_ELASTIC_IP_QUOTA = 5
 
 
 class AwsLookupError(Exception):
-    """An AWS lookup found nothing or was refused; the message says what was asked."""
+    """An AWS lookup found nothing; the message says what was asked."""
+
+
+# The least-privilege policy for the identity running Pulumi (docs/security.md).
+OPERATOR_POLICY = Path(__file__).resolve().parent.parent / "docs" / "operator-iam-policy.json"
+# How AWS says "not allowed": EC2 UnauthorizedOperation, other services AccessDenied(Exception).
+DENIED_RE = re.compile(r"UnauthorizedOperation|AccessDenied|not authorized to perform")
+# IAM names the action it refused: "... is not authorized to perform: ec2:DescribeInstances ...".
+DENIED_ACTION_RE = re.compile(r"not authorized to perform: ([A-Za-z0-9-]+:[A-Za-z0-9*]+)")
+
+
+class AwsPermissionError(pulumi.RunError):
+    """AWS refused lookups to the identity running Pulumi: a permission problem, not a bad value."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__(permission_report(list(problems)))
+        self.problems: tuple[str, ...] = tuple(problems)
+        """Each refusal on its own, so those of several servers can be reported together."""
+
+
+def permission_report(problems: list[str]) -> str:
+    """The message for one or more refused lookups: nothing was created."""
+    return (
+        "a permission problem, not a configuration problem (nothing was created):\n  - "
+        + "\n  - ".join(dict.fromkeys(problems))
+    )
+
+
+def policy_statement(action: str) -> str:
+    """Which statement of the operator policy grants the action, as words for a message."""
+    try:
+        statements = json.loads(OPERATOR_POLICY.read_text(encoding="utf-8"))["Statement"]
+    except (OSError, ValueError, KeyError):
+        return "(its statements)"
+    for statement in statements:
+        actions = statement.get("Action")
+        if action in (actions if isinstance(actions, list) else [actions]):
+            return f"(statement {statement.get('Sid', '?')})"
+    return "(no statement has it yet: add it there too)"
+
+
+def denied(err: BaseException, action: str, asked: str) -> AwsPermissionError | None:
+    """The permission problem an invoke's error reports, or None when it is something else."""
+    text = str(err)
+    found = DENIED_RE.search(text)
+    if found is None:
+        return None
+    code = "AccessDenied" if found.group(0) == "not authorized to perform" else found.group(0)
+    named = DENIED_ACTION_RE.search(text)
+    action = named.group(1) if named else action
+    policy = f"{OPERATOR_POLICY.parent.name}/{OPERATOR_POLICY.name}"
+    return AwsPermissionError(
+        [
+            f"AWS denied {action} ({code}) to the identity running Pulumi, reading {asked}. "
+            f"Allow {action} for that identity: {policy} {policy_statement(action)} lists every "
+            "action this program needs; attach it, or update your copy of it"
+        ]
+    )
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _needs(action: str, asked: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Reports a refusal of this lookup as a permission problem naming `action` (the IAM action
+    the invoke calls), instead of as "not found" or a bad configuration value."""
+
+    def wrap(lookup: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(lookup)
+        def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return lookup(*args, **kwargs)
+            except AwsPermissionError:
+                raise
+            except Exception as err:
+                problem = denied(err, action, asked)
+                if problem is not None:
+                    raise problem from err
+                raise
+
+        return checked
+
+    return wrap
 
 
 @dataclass(frozen=True)
@@ -102,6 +191,7 @@ class AwsLookups:
     """The invokes the program makes, behind one small typed surface (and one cache)."""
 
     @functools.cache  # noqa: B019 - one lookup object per program run; the cache dies with it
+    @_needs("ec2:DescribeInstanceTypes", "what an instance type runs")
     def instance_type(self, name: str) -> InstanceTypeInfo:
         try:
             info = aws.ec2.get_instance_type(instance_type=name)
@@ -117,6 +207,7 @@ class AwsLookups:
         )
 
     @functools.cache  # noqa: B019
+    @_needs("ec2:DescribeImages", "the official NixOS AMI")
     def nixos_image(self, arch: str, release: str) -> Image:
         try:
             ami = aws.ec2.get_ami(
@@ -134,6 +225,7 @@ class AwsLookups:
         return Image(id=ami.id, name=ami.name, architecture=ami.architecture)
 
     @functools.cache  # noqa: B019
+    @_needs("ec2:DescribeImages", "the AMI devserver:amiId names")
     def image(self, ami_id: str) -> Image:
         try:
             ami = aws.ec2.get_ami(
@@ -148,6 +240,7 @@ class AwsLookups:
         return Image(id=ami.id, name=ami.name, architecture=ami.architecture)
 
     @functools.cache  # noqa: B019
+    @_needs("ec2:DescribeVpcs", "the default VPC")
     def default_vpc_id(self) -> str:
         try:
             return aws.ec2.get_vpc(default=True).id
@@ -155,6 +248,7 @@ class AwsLookups:
             raise AwsLookupError(f"this region has no default VPC ({err})") from err
 
     @functools.cache  # noqa: B019
+    @_needs("ec2:DescribeSubnets", "the subnets of the VPC")
     def subnets(self, vpc_id: str) -> tuple[Subnet, ...]:
         ids = aws.ec2.get_subnets(
             filters=[aws.ec2.GetSubnetsFilterArgs(name="vpc-id", values=[vpc_id])]
@@ -164,6 +258,7 @@ class AwsLookups:
         )
 
     @functools.cache  # noqa: B019
+    @_needs("ec2:DescribeSubnets", "a subnet")
     def subnet(self, subnet_id: str) -> Subnet:
         try:
             s = aws.ec2.get_subnet(id=subnet_id)
@@ -172,6 +267,7 @@ class AwsLookups:
         return Subnet(id=s.id, vpc_id=s.vpc_id, availability_zone=s.availability_zone)
 
     @functools.cache  # noqa: B019
+    @_needs("ec2:DescribeInstanceTypeOfferings", "the zones offering the instance type")
     def zones_offering(self, instance_type: str) -> frozenset[str]:
         offerings = aws.ec2.get_instance_type_offerings(
             location_type="availability-zone",
@@ -184,6 +280,7 @@ class AwsLookups:
         return frozenset(offerings.locations)
 
     @functools.cache  # noqa: B019
+    @_needs("ec2:DescribeVolumes", "a home volume")
     def volume(self, volume_id: str) -> ExistingVolume:
         try:
             v = aws.ebs.get_volume(
@@ -200,6 +297,7 @@ class AwsLookups:
         )
 
     @functools.cache  # noqa: B019
+    @_needs("ec2:DescribeVolumes", "the server's home volumes by their tags")
     def tagged_volumes(self, tags: tuple[tuple[str, str], ...]) -> tuple[ExistingVolume, ...]:
         """Every EBS volume carrying all these tags (none is not an error)."""
         try:
@@ -213,11 +311,14 @@ class AwsLookups:
         return tuple(self.volume(i) for i in sorted(ids))
 
     @functools.cache  # noqa: B019
+    @_needs("ec2:DescribeKeyPairs", "the deploy key pair the machine was launched with")
     def key_pair_public_key(self, key_name: str) -> str | None:
         """The OpenSSH public key of an EC2 key pair, or None when it is gone or unreadable."""
         try:
             found = aws.ec2.get_key_pair(key_name=key_name, include_public_key=True)
-        except Exception:
+        except Exception as err:
+            if DENIED_RE.search(str(err)):
+                raise
             # A deleted key pair does not stop the plan: the check it feeds is skipped.
             return None
         return found.public_key or None
@@ -258,6 +359,7 @@ class AwsLookups:
         return int(found.value), True
 
     @functools.cache  # noqa: B019
+    @_needs("ec2:DescribeAddresses", "the region's Elastic IPs")
     def elastic_ips(self, tags: tuple[tuple[str, str], ...] = ()) -> tuple[str, ...]:
         """The allocation ids of the region's VPC Elastic IPs (with these tags, if any)."""
         try:
@@ -268,6 +370,7 @@ class AwsLookups:
             raise AwsLookupError(f"the Elastic IPs cannot be listed ({err})") from err
         return tuple(sorted(found.allocation_ids or []))
 
+    @_needs("ec2:DescribeInstances", "what the server's machine was launched with")
     def _instance(self, instance_id: str, spot: bool) -> ExistingInstance:
         try:
             i = aws.ec2.get_instance(instance_id=instance_id)
@@ -285,6 +388,7 @@ class AwsLookups:
             ami=i.ami or "",
         )
 
+    @_needs("ec2:DescribeInstances", "the server's machines by their tags")
     def _instance_ids(
         self,
         tags: tuple[tuple[str, str], ...],

@@ -207,8 +207,8 @@ def _refusal(
     if machine.tag(REBUILD_TAG) is None:
         untagged = (
             f" ({machine.id} has no {REBUILD_TAG} tag yet: it was launched before this check. If"
-            " you did raise the generation, first run `pulumi up` once without this change, which"
-            " tags the machine in place.)"
+            " you did raise the generation, first run `./scripts/up <stack>` once without this"
+            " change, which tags the machine in place.)"
         )
     return (
         f"server {s.name!r}: its machine {machine.id} cannot take this change in place: "

@@ -69,21 +69,25 @@ eval_true "nix/config/starship.toml" "
 # with a stand-in nixosSystem that returns its arguments.
 template="$nix_dir/templates/host/flake.nix"
 for placeholder in sharedFlake hostName system user fullName email githubUser region \
-  tokenSecretId idleStopMinutes stateVersion; do
+  tokenSecretId idleStopMinutes stateVersion personalFlake; do
   count=$(grep -o "\"@${placeholder}@\"" "$template" | wc -l)
   [[ "$count" -eq 1 ]] || fail "templates/host/flake.nix: \"@${placeholder}@\" appears $count times, expected 1"
 done
-leftover=$(grep -o '"@[A-Za-z]*@"' "$template" | sort -u | grep -cvE '"@(sharedFlake|hostName|system|user|fullName|email|githubUser|region|tokenSecretId|idleStopMinutes|stateVersion)@"' || true)
+leftover=$(grep -o '"@[A-Za-z]*@"' "$template" | sort -u | grep -cvE '"@(sharedFlake|hostName|system|user|fullName|email|githubUser|region|tokenSecretId|idleStopMinutes|stateVersion|personalFlake)@"' || true)
 [[ "$leftover" -eq 0 ]] || fail "templates/host/flake.nix has placeholders outside the contract"
 
 # Values AWS returns are not placeholders: the flake reads them from machine.json beside it.
 machine_json='{"homeDevice": "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0",
   "rootAuthorizedKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFAKEFAKEFAKEFAKE devserver-deploy"]}'
+# Optional parts: a line ending in `# @personal` goes when there is no personal flake.
 render() {
-  local secret_id=$1 out=$2
+  local secret_id=$1 out=$2 personal=${3:-}
   mkdir -p "$(dirname "$out")"
   printf '%s\n' "$machine_json" >"$(dirname "$out")/machine.json"
-  sed -e 's|"@sharedFlake@"|"github:acme/infra?dir=nix"|' \
+  local parts=(-e 's|[[:space:]]*# @personal$||')
+  [[ -n $personal ]] || parts=(-e '/# @personal$/d')
+  sed "${parts[@]}" -e 's|"@sharedFlake@"|"github:acme/infra?dir=nix"|' \
+    -e 's|"@personalFlake@"|"github:alice-gh/dotfiles"|' \
     -e 's|"@hostName@"|"devserver-alice"|' \
     -e 's|"@system@"|"aarch64-linux"|' \
     -e 's|"@user@"|"alice"|' \
@@ -99,6 +103,10 @@ render() {
 }
 render '"devserver/dev/devserver/github-token"' "$work/with-token/flake.nix"
 render 'null' "$work/no-token/flake.nix"
+render 'null' "$work/personal/flake.nix" personal
+if grep -nE '"@[A-Za-z]+@"|# @[A-Za-z]+$' "$work/no-token/flake.nix" "$work/personal/flake.nix"; then
+  fail "a rendered template still holds a placeholder or a part marker"
+fi
 
 template_expr() {
   local file=$1 token_check=$2
@@ -106,11 +114,14 @@ template_expr() {
   let
     f = import $file;
     sharedModule = { devserverStub = true; };
-    o = f.outputs {
+    o = f.outputs ({
       self = { };
       nixpkgs.lib.nixosSystem = args: args;
       devserver.nixosModules.devserver = sharedModule;
-    };
+    } // (if f.inputs ? personal then {
+      personal.nixosModules.default = \"personal-nixos\";
+      personal.homeManagerModules.default = \"personal-home\";
+    } else { }));
     c = o.nixosConfigurations.devserver-alice;
     host = builtins.elemAt c.modules 1;
     d = host.devserver;
@@ -132,7 +143,17 @@ template_expr() {
 }
 eval_true "rendered template (token)" "$(template_expr "$work/with-token/flake.nix" \
   'd.token.secretId == "devserver/dev/devserver/github-token"')"
-eval_true "rendered template (no token)" "$(template_expr "$work/no-token/flake.nix" 'd.token.secretId == null')"
+eval_true "rendered template (no token)" "$(template_expr "$work/no-token/flake.nix" \
+  'd.token.secretId == null && builtins.length c.modules == 2 && !(f.inputs ? personal)
+   && !(d ? autoUpgrade)')"
+# The personal layer: an input on the host's nixpkgs, its NixOS module after the shared ones and its
+# home-manager module for the developer only.
+eval_true "rendered template (personal flake)" "$(template_expr "$work/personal/flake.nix" \
+  'f.inputs.personal.url == "github:alice-gh/dotfiles"
+   && f.inputs.personal.inputs.nixpkgs.follows == "nixpkgs"
+   && builtins.elemAt c.modules 2 == "personal-nixos"
+   && (builtins.elemAt c.modules 3).home-manager.users.alice.imports == [ "personal-home" ]
+   && d.autoUpgrade.extraInputs == [ "personal" ]')"
 
 # 3. No kernel device name for the home volume and no literal token anywhere under nix/.
 xvd_pattern='/dev/xv''d[a-z]'

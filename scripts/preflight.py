@@ -14,6 +14,7 @@ itself. A passphrase stack run without a terminal needs PULUMI_CONFIG_PASSPHRASE
 from __future__ import annotations
 
 import configparser
+import difflib
 import json
 import os
 import sys
@@ -29,6 +30,32 @@ FIRST_UP = "README.md, 'First up'"
 
 # Per-server keys a single-server stack must set at the top (a fleet sets them in each entry).
 SERVER_REQUIRED = (f"{NAMESPACE}:user", f"{NAMESPACE}:githubUser")
+# Keys Pulumi.yaml cannot declare (optional secrets; see its header) but the program reads.
+UNDECLARED_KEYS = (f"{NAMESPACE}:githubToken", f"{NAMESPACE}:deployPrivateKey")
+
+
+def known_keys(project: dict[str, Any]) -> list[str]:
+    """Every `devserver:` key the program reads: Pulumi.yaml's declarations and the secrets."""
+    declared = project.get("config") or {}
+    own = [key if ":" in key else f"{NAMESPACE}:{key}" for key in declared]
+    return sorted({*own, *UNDECLARED_KEYS})
+
+
+def set_command(stack: str, key: str, project: dict[str, Any]) -> str:
+    """The command that sets a key; a list key is set element by element with --path."""
+    spec = (project.get("config") or {}).get(key.removeprefix(f"{NAMESPACE}:"))
+    if isinstance(spec, dict) and spec.get("type") == "array":
+        return f"./scripts/pulumi config set --stack {stack} --path '{key}[0]' …"
+    return f"./scripts/pulumi config set --stack {stack} {key} …"
+
+
+def typos(config: dict[str, Any], known: list[str]) -> dict[str, str]:
+    """Each unknown `devserver:` key of the stack file, with the known key it is closest to."""
+    found = {}
+    for key in sorted(k for k in config if k.startswith(f"{NAMESPACE}:") and k not in known):
+        close = difflib.get_close_matches(key, known, n=1)
+        found[key] = close[0] if close else ""
+    return found
 
 
 def required_keys(project: dict[str, Any], config: dict[str, Any] | None = None) -> list[str]:
@@ -154,12 +181,21 @@ def problems(stack: str, root: Path, env: dict[str, str], interactive: bool = Fa
     except yaml.YAMLError as err:
         return [f"Pulumi.{stack}.yaml is not valid YAML: {err}"]
     config = doc.get("config") or {}
+    misspelt = typos(config, known_keys(project))
+    meant = {right: wrong for wrong, right in misspelt.items() if right}
     for key in required_keys(project, config):
         if config.get(key) in (None, "", []):
+            typo = f" ({meant[key]} is set: a typo?)" if key in meant else ""
             found.append(
-                f"{key} is not set in Pulumi.{stack}.yaml: "
-                f"`./scripts/pulumi config set --stack {stack} {key} …` (see {FIRST_UP})"
+                f"{key} is not set in Pulumi.{stack}.yaml{typo}: "
+                f"`{set_command(stack, key, project)}` (see {FIRST_UP})"
             )
+    for wrong, right in misspelt.items():
+        hint = f"did you mean {right}?" if right else "see docs/configuration.md for the keys"
+        found.append(
+            f"{wrong} in Pulumi.{stack}.yaml is not a key of this program: {hint} "
+            f"(remove it with `./scripts/pulumi config rm --stack {stack} {wrong}`)"
+        )
     problem = passphrase_problem(doc, env, interactive)
     if problem:
         found.append(problem)

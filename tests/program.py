@@ -92,6 +92,23 @@ SPOT_PRICES = {"m7i.xlarge": "0.0817", "m7g.xlarge": "0.0664", "c7g.2xlarge": "0
 ELASTIC_IPS: dict[str, dict[str, str]] = {}
 # Service Quotas "EC2-VPC Elastic IPs" (L-0263D0A3) of the region; None: GetServiceQuota refused.
 ELASTIC_IP_QUOTA: list[float | None] = [5.0]
+# Invokes the operator's IAM policy does not allow: invoke token -> the IAM action AWS names.
+DENIED: dict[str, str] = {}
+
+
+def denied_message(action: str) -> str:
+    """A refused read as the AWS provider reports it: the SDK's operation error (aws-sdk-go-v2
+    smithy-go `OperationError`: "operation error <service>: <operation>, ...") around EC2's
+    UnauthorizedOperation, whose text names the caller and the action (IAM's "User: <arn> is not
+    authorized to perform: <action>" wording)."""
+    service, operation = action.split(":")
+    return (
+        f"reading {operation}: operation error {service.upper()}: {operation}, https response "
+        "error StatusCode: 403, RequestID: 00000000-0000-0000-0000-000000000000, api error "
+        "UnauthorizedOperation: You are not authorized to perform this operation. User: "
+        f"arn:aws:iam::{ACCOUNT}:user/alice is not authorized to perform: {action} because no "
+        f"identity-based policy allows the {action} action"
+    )
 
 
 def fake_openssh_private_key(cipher: str = "none") -> str:
@@ -136,6 +153,14 @@ def _check_copy_to_remote(inputs: dict[str, Any]) -> list[str]:
         return ["asset: either asset or archive must be set"]
     if not isinstance(source, pulumi.Asset | pulumi.Archive):
         return [f"source: expected an asset or an archive, got {type(source).__name__}"]
+    # v1.2.1 also: "asset must be a path-based file asset or a text asset", "archive must be a
+    # path to a file or directory" (an AssetArchive of chosen files is refused).
+    if isinstance(source, pulumi.Asset) and not isinstance(
+        source, pulumi.FileAsset | pulumi.StringAsset
+    ):
+        return ["asset: asset must be a path-based file asset or a text asset"]
+    if isinstance(source, pulumi.Archive) and not isinstance(source, pulumi.FileArchive):
+        return ["archive: archive must be a path to a file or directory"]
     return []
 
 
@@ -216,6 +241,8 @@ class FakeAws(pulumi.runtime.Mocks):
             return {}, [("", str(err))]
 
     def _answer(self, token: str, a: dict[str, Any]) -> dict[str, Any]:
+        if token in DENIED:
+            raise AwsError(denied_message(DENIED[token]))
         if token == "aws:ec2/getInstanceType:getInstanceType":
             name = a["instanceType"]
             if name not in INSTANCE_TYPES:

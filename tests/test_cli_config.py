@@ -207,8 +207,9 @@ def test_a_stack_without_either_secret_passes_the_cli_and_runs(program: Run) -> 
 
 
 def _readme_stacks() -> list[dict[str, Any]]:
-    """The stack files the README shows (```yaml blocks with a config: map)."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    """The stack files the README and docs/ show (```yaml blocks with a config: map)."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    readme = "".join(p.read_text(encoding="utf-8") for p in pages)
     blocks = [yaml.safe_load(b.split("```", 1)[0]) for b in readme.split("```yaml\n")[1:]]
     return [
         b["config"] for b in blocks if isinstance(b, dict) and isinstance(b.get("config"), dict)
@@ -283,8 +284,9 @@ def test_no_declared_key_is_secret_with_a_default_or_required_without_being_need
         if spec.get("secret") and "type" in spec:
             assert "default" not in spec, f"{key}: a plaintext default fails `secret: true`"
     required = {k for k, spec in PROJECT["config"].items() if "default" not in spec}
-    # user and githubUser are per server: a fleet sets them in each entry, not at the top.
-    assert required == {"flake", "sshAllowedCidrs"}
+    # user and githubUser are per server: a fleet sets them in each entry, not at the top;
+    # flake is optional (unset, the deployment pushes this checkout's nix/).
+    assert required == {"sshAllowedCidrs"}
     assert not set(settings.SECRET_KEYS) & set(PROJECT["config"])
 
 

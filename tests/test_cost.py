@@ -90,7 +90,7 @@ def test_the_basis_says_it_is_an_estimate_and_what_it_leaves_out() -> None:
         "gp3",
         "30 + 100 GiB",
         "public IPv4 ($0.005/h, also while stopped)",
-        "730 h/month",
+        "running all 730 h of a month (idle stop off",
     ):
         assert included in basis, f"the basis names {included!r}"
     for excluded in ("data transfer", "snapshots", "IOPS/throughput", "taxes"):
@@ -217,3 +217,34 @@ def test_estimate_from_the_price_list_matches_the_hand_computed_one(priced: Any)
     hand = estimate(_spec(), REGION, ZONE, TablePrices(on_demand=0.2226, gp3=0.088))
     assert cost == hand
     assert _count(fake, SPOT) == 0
+
+
+def test_with_idle_stop_the_estimate_also_gives_a_working_month_and_says_what_it_assumes() -> None:
+    prices = TablePrices(on_demand=0.2226, gp3=0.088)
+    always_on = estimate(_spec(), REGION, ZONE, prices).as_output()
+    assert "withIdleStop" not in always_on, "idle stop off: the machine runs all month"
+    assert "running all 730 h of a month" in always_on["basis"]
+
+    cost = estimate(_spec(), REGION, ZONE, prices, idle_stop_minutes=60).as_output()
+
+    idle = cost["withIdleStop"]
+    assert idle["runningHours"] == 22 * 9, "8 h of use and the hour before the stop, 22 days"
+    storage = (30 + 100) * 0.088
+    assert idle["monthly"] == round(storage + 0.005 * 730 + 0.2226 * 198, 2)
+    assert "60 idle minutes before the stop" in idle["assumes"]
+    assert cost["monthly"] == always_on["monthly"], "the always-on figure stays as it was"
+
+
+def test_a_fleet_exports_its_total_cost(program: Any) -> None:
+    servers = [
+        {"name": "alice", "user": "alice", "githubUser": "alice-gh"},
+        {"name": "bob", "user": "bob", "githubUser": "bob-gh", "idleStopMinutes": 30},
+    ]
+    run = program({"devserver:servers": servers})
+
+    each = [run.outputs["servers"][n]["estimatedCost"] for n in ("alice", "bob")]
+    total = run.outputs["estimatedCost"]
+    assert total["monthly"] == round(sum(c["monthly"] for c in each), 2)
+    assert total["servers"] == 2 and total["estimate"] is True
+    with_idle = each[0]["monthly"] + each[1]["withIdleStop"]["monthly"]
+    assert total["withIdleStop"]["monthly"] == round(with_idle, 2)

@@ -74,9 +74,9 @@ def test_down_prints_the_kept_volume_and_how_to_keep_or_delete_it(tmp_path: Path
     done, _ = _down(tmp_path, "dev", outputs=SINGLE)
     out = done.stdout
     assert "devserver: vol-0123456789abcdef0 (eu-west-1)" in out
-    assert "pulumi up --stack dev" in out, "how to keep it and use it again"
-    assert "pulumi state unprotect --all --yes --stack dev" in out
-    assert "pulumi destroy --stack dev --remove" in out
+    assert "./scripts/up dev" in out, "how to keep it and use it again"
+    assert "./scripts/pulumi state unprotect --all --yes --stack dev" in out
+    assert "./scripts/pulumi destroy --stack dev --remove" in out
     assert "aws ec2 delete-volume --region eu-west-1 --volume-id vol-0123456789abcdef0" in out
 
 

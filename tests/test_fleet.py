@@ -75,7 +75,7 @@ def test_servers_share_a_security_group_per_cidr_list_and_one_deploy_key(program
 
 def test_outputs_map_each_server_to_the_per_server_contract(program: Run) -> None:
     run = program(fleet(ALICE, BOB))
-    assert set(run.outputs) == {"servers"}, "a fleet has no single-server outputs"
+    assert set(run.outputs) == {"servers", "estimatedCost"}, "a fleet: servers and its total cost"
     assert set(run.outputs["servers"]) == {"alice", "bob"}
     bob = run.outputs["servers"]["bob"]
     assert bob["user"] == "bob" and bob["arch"] == "aarch64"
@@ -92,7 +92,7 @@ def test_each_server_renders_its_own_host_flake(program: Run) -> None:
     }
     assert 'hostName = "bob";' in flakes["bob-host-flake"]
     assert 'nixpkgs.hostPlatform = "aarch64-linux";' in flakes["bob-host-flake"]
-    assert 'name = "alice";' in flakes["alice-host-flake"]
+    assert 'user = "alice";' in flakes["alice-host-flake"]
 
 
 @pytest.mark.parametrize(

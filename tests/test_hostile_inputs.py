@@ -111,6 +111,28 @@ REFUSED: list[tuple[str, list[Value]]] = [
         ],
     ),
     (
+        "a local or malformed personal flake",
+        [
+            *(
+                Value({"devserver:personalFlake": ref}, ("devserver:personalFlake",), (why,))
+                for ref, why in [
+                    ("path:/home/alice/dotfiles", "world-readable /nix/store"),
+                    ("~/dotfiles", "world-readable /nix/store"),
+                    ("git+file:///home/alice/dotfiles", "world-readable /nix/store"),
+                    ("flake:dotfiles", "registry"),
+                    ('github:alice/dotfiles"; evil = "', "only URL characters"),
+                    ("github:alice/dot files", "only URL characters"),
+                    ("ssh://github.com/alice/dotfiles", "remote scheme"),
+                ]
+            ),
+            Value(
+                fleet(ALICE, {**BOB, "personalFlake": "path:/home/bob/dotfiles"}),
+                ("devserver:servers[1].personalFlake",),
+                ("world-readable /nix/store",),
+            ),
+        ],
+    ),
+    (
         "a login name NixOS refuses or the machine already has",
         [
             Value({"devserver:user": "a" * 32}, ("devserver:user",), ("at most 31",)),

@@ -491,3 +491,35 @@ def test_a_fleet_of_6_in_a_region_with_5_elastic_ips_is_refused_before_anything(
     five = engine.up("a fleet of 5")
     print(five)
     assert not five.refused, five
+
+
+def test_an_edit_under_nix_re_runs_only_the_deployment(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    from components import devserver
+    from components.shared_flake import PushedFile, pushed_flake
+
+    # No devserver:flake: the deployment pushes this checkout's nix/.
+    engine.config.pop("devserver:flake")
+    created = engine.up("create, pushing nix/")
+    assert {c.op for c in created.changes} == {"create"}, created
+    assert "devserver-shared-flake" in created.ops("create")
+    _expect(engine.up("no-op up"), {}, set())
+
+    # A package added to a module under nix/ (the working tree, as git tracks it).
+    flake = pushed_flake()
+    edited = tuple(
+        PushedFile(f.path, f.text + "# a package added here\n", f.executable)
+        if f.path == "modules/developer.nix"
+        else f
+        for f in flake.files
+    )
+    monkeypatch.setattr(devserver, "pushed_flake", lambda: dataclasses.replace(flake, files=edited))
+    _expect(
+        engine.up("edit under nix/"),
+        {"devserver-shared-flake": "update", **dict.fromkeys(APPLY, "replace")},
+        APPLY,
+    )
+    assert engine.history[-1].change("devserver-shared-flake").note == "copies"

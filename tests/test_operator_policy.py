@@ -298,13 +298,16 @@ def test_the_token_secret_name_is_under_the_policys_devserver_prefix(
     )
 
 
-def test_readme_links_the_policy_and_lists_the_same_services() -> None:
+def test_readme_links_the_policy_and_the_security_page_lists_the_same_services() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "docs/operator-iam-policy.json" in readme
-    section = readme.split("### What your AWS identity needs", 1)[1].split("\n## ", 1)[0]
+    page = (ROOT / "docs" / "security.md").read_text()
+    section = page.split("## What your AWS identity needs", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"`([a-z0-9-]+):[A-Z][A-Za-z0-9]*\*?`", section))
     in_policy = {a.split(":")[0] for s in statements() for a in _list(s["Action"])}
-    assert listed == in_policy, f"README lists {sorted(listed)}, the policy has {sorted(in_policy)}"
+    assert listed == in_policy, (
+        f"security.md lists {sorted(listed)}, the policy has {sorted(in_policy)}"
+    )
     for s in statements():
         for action in _list(s["Action"]):
-            assert action in section, f"README's permission list misses {action}"
+            assert action in section, f"docs/security.md's permission list misses {action}"

@@ -174,12 +174,37 @@ def test_each_missing_required_key_gets_its_own_message(repo: Repo) -> None:
 
     assert done.returncode == 1
     lines = done.stderr.splitlines()
-    for key in ("devserver:user", "devserver:flake", "devserver:sshAllowedCidrs"):
+    for key in ("devserver:user", "devserver:sshAllowedCidrs"):
         assert [line for line in lines if line.startswith(f"scripts/up: {key} is not set")], (
             f"scripts/up: no message for the missing {key}:\n{done.stderr}"
         )
-    assert len(lines) == 3, f"one line per missing key:\n{done.stderr}"
+    assert len(lines) == 2, f"one line per missing key:\n{done.stderr}"
     assert repo.calls() == []
+
+
+def test_a_misspelt_key_is_named_with_the_key_it_was_meant_to_be(repo: Repo) -> None:
+    repo.stack("alice", COMPLETE_STACK.replace("devserver:githubUser", "devserver:githubUsr"))
+
+    done = repo.run("alice", **KEYS)
+
+    assert done.returncode == 1
+    assert (
+        "devserver:githubUser is not set in Pulumi.alice.yaml (devserver:githubUsr is set: a typo?)"
+        in done.stderr
+    ), done.stderr
+    assert (
+        "devserver:githubUsr in Pulumi.alice.yaml is not a key of this program: did you mean devserver:githubUser?"
+        in done.stderr
+    ), done.stderr
+    assert repo.calls() == []
+
+
+def test_a_missing_list_key_is_set_with_path_element_by_element(repo: Repo) -> None:
+    repo.stack("alice", "\n".join(COMPLETE_STACK.splitlines()[:-2]) + "\n")
+
+    done = repo.run("alice", **KEYS)
+
+    assert "--path 'devserver:sshAllowedCidrs[0]'" in done.stderr, done.stderr
 
 
 def test_a_fleet_stack_needs_no_top_level_user(repo: Repo) -> None:

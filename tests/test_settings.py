@@ -283,7 +283,7 @@ def test_bad_input_stops_before_anything_is_registered(
     assert run.resources == [], f"{case}: registered {[r.name for r in run.resources]}"
 
 
-@pytest.mark.parametrize("key", ["user", "githubUser", "flake", "sshAllowedCidrs"])
+@pytest.mark.parametrize("key", ["user", "githubUser", "sshAllowedCidrs"])
 def test_missing_required_key_is_named(program: Run, key: str) -> None:
     run = program(unset=(f"devserver:{key}",), raise_errors=False)
     assert isinstance(run.error, SettingsError)

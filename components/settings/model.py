@@ -136,7 +136,8 @@ class DevServerSettings:
     full_name: str
     email: str
     github_user: str
-    flake: str
+    flake: str | None
+    """The team's remote shared flake; None: the deployment pushes this checkout's nix/."""
     region: str
     stack: str
     machine: MachineSpec
@@ -145,6 +146,8 @@ class DevServerSettings:
     home: HomeSettings = field(default_factory=HomeSettings)
     deploy: bool = True
     """Apply the NixOS flake over SSH on `pulumi up`."""
+    personal_flake: str | None = None
+    """A person's own flake, imported over the shared modules on this server only."""
     github_token: pulumi.Output[str] | None = None
     token_kms_key_arn: str | None = None
     idle_stop_minutes: int = 0

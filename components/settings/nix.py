@@ -25,32 +25,43 @@ LOCAL_FLAKE_RE = re.compile(
 INDIRECT_FLAKE_RE = re.compile(r"flake:.*|[A-Za-z][A-Za-z0-9_-]*(?:/[^:]*)?")
 
 
-def flake(r: Reader, ctx: Context) -> str:
-    allowed = (
-        "a flake reference with a remote scheme (github:, gitlab:, sourcehut:, git+https:, "
-        "git+ssh:, https:, tarball+https:) and only URL characters"
-    )
-    found = r.source.get("flake")
+REMOTE_FLAKE = (
+    "a flake reference with a remote scheme (github:, gitlab:, sourcehut:, git+https:, "
+    "git+ssh:, https:, tarball+https:) and only URL characters"
+)
+
+
+def remote_flake(r: Reader, key: str) -> str | None:
+    """A remote flake reference (None: unset); a local path or a registry id is refused."""
+    found = r.source.get(key)
     value = found[0] if found else None
     if isinstance(value, str) and LOCAL_FLAKE_RE.match(value):
         r.fail(
-            r.label("flake"),
+            r.label(key),
             value,
-            f"{allowed}, not a local path: Nix would copy that directory into the "
+            f"{REMOTE_FLAKE}, not a local path: Nix would copy that directory into the "
             "world-readable /nix/store as root; push the flake to a repository instead",
         )
-        return ""
+        return None
     if isinstance(value, str) and INDIRECT_FLAKE_RE.fullmatch(value):
         r.fail(
-            r.label("flake"),
+            r.label(key),
             value,
-            f"{allowed}, not a registry id: the machine's flake registry decides what it "
+            f"{REMOTE_FLAKE}, not a registry id: the machine's flake registry decides what it "
             "means and may point it at a local path",
         )
-        return ""
-    return r.required(
-        "flake", FLAKE_RE, allowed, "the shared flake, e.g. github:acme/infra?dir=nix"
-    )
+        return None
+    return r.text(key, FLAKE_RE, REMOTE_FLAKE)
+
+
+def flake(r: Reader, ctx: Context) -> str | None:
+    """The team's remote shared flake; unset, the deployment pushes this checkout's nix/."""
+    return remote_flake(r, "flake")
+
+
+def personal_flake(r: Reader, ctx: Context) -> str | None:
+    """A person's own flake, layered over the shared modules on this server only."""
+    return remote_flake(r, "personalFlake")
 
 
 def nixos_release(r: Reader, ctx: Context) -> str | None:
@@ -79,13 +90,30 @@ KEYS = (
         "string",
         SERVER,
         flake,
-        "The shared flake the machine is built from, e.g. github:acme/infra?dir=nix (required). "
-        "Remote references only; path:, git+file:, file:, plain paths and registry ids are "
-        "refused.",
+        "A team's shared remote flake the machine is built from, e.g. github:acme/infra?dir=nix. "
+        "Unset: the deployment pushes this checkout's nix/ (the files git tracks) to the machine.",
+        default="",
+        shown_default="unset: this checkout's `nix/` is pushed",
         details="URL characters only; the remote schemes are `github:`, `gitlab:`, `sourcehut:`, "
         "`git+https:`, `git+ssh:`, `https:`, `tarball+https:`. A local reference would have Nix "
         "copy that directory into the world-readable store as root, and a registry id "
-        "(`flake:x`, `nixpkgs`) may resolve to one.",
+        "(`flake:x`, `nixpkgs`) may resolve to one. A private one is read with "
+        "`devserver:githubToken`. docs/team-use.md compares the two modes (locking, what "
+        "`pulumi preview` shows, what the nightly upgrade follows).",
+    ),
+    Key(
+        "personalFlake",
+        "string",
+        SERVER,
+        personal_flake,
+        "Your own flake layered over the shared modules on this server only: its "
+        "nixosModules.default and homeManagerModules.default (whichever exist) are imported "
+        "after the shared ones. Remote references only, like flake.",
+        default="",
+        details="The same rules as `devserver:flake` (remote, URL characters only; a private one "
+        "is read with `devserver:githubToken`). Its `nixpkgs` input follows the machine's. A "
+        "deployment and the nightly upgrade refresh it with the shared flake. "
+        "examples/personal-flake is a start; docs/customising.md shows what goes in it.",
     ),
     Key(
         "nixosRelease",

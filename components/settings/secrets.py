@@ -39,7 +39,7 @@ def _stored(r: Reader, ctx: Context, key: str) -> Secret | None:
         return None
     if not secret.secure or secret.output is None:
         r.errors.append(
-            f"{full} must be stored as a secret (pulumi config set --secret {full} …); "
+            f"{full} must be stored as a secret (./scripts/pulumi config set --secret {full} …); "
             "it is in plaintext now, so rotate it and set it again"
         )
         return None
@@ -57,7 +57,7 @@ def github_token(r: Reader, ctx: Context) -> pulumi.Output[str] | None:
         r.errors.append(
             f"{full} must be the token alone, without spaces, newlines or control characters "
             "(value not shown): set it again with "
-            f'`printf %s "$TOKEN" | pulumi config set --secret {full}`'
+            f'`printf %s "$TOKEN" | ./scripts/pulumi config set --secret {full}`'
         )
     return secret.output
 

@@ -36,7 +36,7 @@ def build(r: Reader, ctx: Context, name: str, shared: Shared) -> DevServerSettin
     machine = v["preset"]  # the machine keys' one rule returns the whole MachineSpec
     user, github_user, flake = v["user"], v["githubUser"], v["flake"]
     size_key = r.label("homeVolumeGiB") if r.source.get("homeVolumeGiB") is not None else None
-    if machine is None or not (user and github_user and flake) or r.errors:
+    if machine is None or not (user and github_user) or r.errors:
         return None
     return DevServerSettings(
         name=name,
@@ -45,7 +45,7 @@ def build(r: Reader, ctx: Context, name: str, shared: Shared) -> DevServerSettin
         full_name=v["fullName"] or user,
         email=v["email"] or f"{github_user}@users.noreply.github.com",
         github_user=github_user,
-        flake=flake,
+        flake=flake or None,
         region=ctx.region,
         stack=ctx.stack,
         machine=machine,
@@ -55,6 +55,7 @@ def build(r: Reader, ctx: Context, name: str, shared: Shared) -> DevServerSettin
         image=ImageSettings(v["nixosRelease"] or DEFAULT_NIXOS_RELEASE, v["amiId"]),
         home=HomeSettings(v["homeVolumeProtect"] is not False, v["homeVolumeId"], size_key),
         deploy=v["deploy"] is not False,
+        personal_flake=v["personalFlake"],
         github_token=shared.github_token,
         token_kms_key_arn=shared.token_kms_key_arn,
         idle_stop_minutes=v["idleStopMinutes"] or 0,

@@ -118,6 +118,12 @@ in
         default = "04:00";
         description = "systemd calendar expression for the nightly upgrade.";
       };
+      extraInputs = lib.mkOption {
+        type = lib.types.listOf (lib.types.strMatching "[A-Za-z][A-Za-z0-9_-]*");
+        default = [ ];
+        example = [ "personal" ];
+        description = "More host flake inputs refreshed with the shared one on every upgrade (the personal flake).";
+      };
     };
   };
 
@@ -236,7 +242,9 @@ in
       preStart = ''
         ${lib.getExe upgradeFlakeLock} guard ${flakeDirArg}
         ${lib.getExe upgradeFlakeLock} save ${flakeDirArg}
-        ${lib.getExe config.nix.package} flake update ${lib.escapeShellArg cfg.autoUpgrade.sharedInput} --flake ${flakeDirArg}
+        ${lib.getExe config.nix.package} flake update ${
+          lib.escapeShellArgs ([ cfg.autoUpgrade.sharedInput ] ++ cfg.autoUpgrade.extraInputs)
+        } --flake ${flakeDirArg}
       '';
       # After the switch (ExecStartPost of a oneshot): the same login check as a deployment; a
       # failure activates the previous generation and fails the unit, so the lock is put back too.

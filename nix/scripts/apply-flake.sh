@@ -4,12 +4,16 @@
 #
 # Usage: apply-flake.sh --host HOST --user USER [--secret-id ID --region REGION]
 #                       [--home-device PATH] [--deploy-public-key 'ssh-ed25519 AAAA...']
-#                       [--token-script PATH] [--shared-input NAME]
+#                       [--token-script PATH] [--shared-input NAME] [--shared-bundle PATH]
+#                       [--also-update NAME]...
 #
 # Pulumi copies flake.nix and writes machine.json into the staging directory; this script adds a
 # copy of /etc/nixos/flake.lock, refreshes the shared input (default `devserver`) there, so a
 # re-apply builds the shared flake's current commit, and builds and switches from the staging
-# directory (a plain `path:` flake). After the switch verify-login.sh checks that the developer
+# directory (a plain `path:` flake). With --shared-bundle (no `devserver:flake`: Pulumi pushed the
+# operator's nix/), the bundle is unpacked into the staging directory's shared/, which the host
+# flake names `path:./shared`; without a flake.lock of its own it keeps the pins the machine has
+# (pushed-flake-lock.nix). After the switch verify-login.sh checks that the developer
 # USER (GitHub keys through sshd's AuthorizedKeysCommand) and root (deploy key) can log in; a
 # failure rolls back. Only a verified switch installs flake.nix, machine.json and flake.lock into
 # /etc/nixos, so the nightly upgrade never builds a configuration that was rejected here.
@@ -21,7 +25,8 @@
 # 7 verification failed but the switch changed nothing (same generation), so nothing to roll back;
 # 8 the shared flake input could not be updated (nothing was changed); 9 the verified system is
 # running but /etc/nixos could not be updated (the nightly upgrade would build the old flake);
-# 10 another deployment or the nightly nixos-upgrade kept running past the lock timeout.
+# 10 another deployment or the nightly nixos-upgrade kept running past the lock timeout;
+# 11 the pushed shared flake bundle is damaged (nothing was changed).
 #
 # Env (tests override these; the defaults are the real machine):
 #   DEVSERVER_FLAKE_DIR (/etc/nixos), DEVSERVER_STAGE_DIR (/var/lib/devserver/deploy/host),
@@ -46,6 +51,9 @@ region=
 home_device=
 deploy_public_key=
 token_script=$script_dir/fetch-github-token.sh
+shared_bundle=
+# More host inputs refreshed with the shared one (the personal flake, `personal`).
+also_update=()
 
 flake_dir=${DEVSERVER_FLAKE_DIR:-/etc/nixos}
 stage_dir=${DEVSERVER_STAGE_DIR:-/var/lib/devserver/deploy/host}
@@ -58,7 +66,8 @@ lock_timeout=${DEVSERVER_LOCK_TIMEOUT:-1800}
 lock_poll=${DEVSERVER_LOCK_POLL:-5}
 token_file=$run_dir/nix-access-tokens.conf
 deploy_conf=$run_dir/nix-deploy.conf
-# The files that make the host flake; /etc/nixos gets them only after a verified switch.
+# The files that make the host flake (and shared/, a pushed shared flake); /etc/nixos gets them
+# only after a verified switch.
 readonly flake_files=(flake.nix machine.json flake.lock)
 stage_lock=$stage_dir/flake.lock
 
@@ -78,12 +87,12 @@ fail() {
 }
 
 usage() {
-	printf 'usage: %s --host HOST --user USER [--secret-id ID --region REGION] [--home-device PATH] [--deploy-public-key KEY] [--token-script PATH] [--shared-input NAME]\n' "$prog"
+	printf 'usage: %s --host HOST --user USER [--secret-id ID --region REGION] [--home-device PATH] [--deploy-public-key KEY] [--token-script PATH] [--shared-input NAME] [--shared-bundle PATH] [--also-update NAME]...\n' "$prog"
 }
 
 while (($# > 0)); do
 	case $1 in
-	--host | --user | --secret-id | --region | --home-device | --deploy-public-key | --token-script | --shared-input)
+	--host | --user | --secret-id | --region | --home-device | --deploy-public-key | --token-script | --shared-input | --shared-bundle | --also-update)
 		(($# >= 2)) || fail 1 "$1 needs a value"
 		case $1 in
 		--host) host=$2 ;;
@@ -94,6 +103,8 @@ while (($# > 0)); do
 		--home-device) home_device=$2 ;;
 		--deploy-public-key) deploy_public_key=$2 ;;
 		--token-script) token_script=$2 ;;
+		--shared-bundle) shared_bundle=$2 ;;
+		--also-update) also_update+=("$2") ;;
 		esac
 		shift 2
 		;;
@@ -110,6 +121,9 @@ done
 # NixOS refuses login names of 32 characters or more (users-groups.nix).
 [[ $user =~ ^[a-z_][a-z0-9_-]{0,30}$ ]] || fail 1 "--user must be the developer's login name ([a-z_][a-z0-9_-], at most 31 characters), got '$user'"
 [[ $shared_input =~ ^[A-Za-z][A-Za-z0-9_-]*$ ]] || fail 1 "--shared-input must be a flake input name, got '$shared_input'"
+for name in "${also_update[@]}"; do
+	[[ $name =~ ^[A-Za-z][A-Za-z0-9_-]*$ ]] || fail 1 "--also-update must be a flake input name, got '$name'"
+done
 if [[ -n $secret_id && -z $region ]]; then
 	fail 1 "--secret-id needs --region"
 fi
@@ -124,6 +138,9 @@ fi
 	fail 1 "DEVSERVER_LOCK_TIMEOUT/_POLL must be numbers of seconds"
 [[ -f $stage_dir/flake.nix ]] || fail 1 "$stage_dir/flake.nix is missing (Pulumi copies it before running this script)"
 [[ -f $stage_dir/machine.json ]] || fail 1 "$stage_dir/machine.json is missing (Pulumi writes it before running this script)"
+if [[ -n $shared_bundle && ! -f $shared_bundle ]]; then
+	fail 1 "--shared-bundle $shared_bundle is missing (Pulumi copies it before running this script)"
+fi
 
 # A non-interactive SSH session may not have the NixOS system PATH; append so fakes on PATH win.
 for dir in /run/wrappers/bin /run/current-system/sw/bin; do
@@ -159,6 +176,14 @@ done
 rm -f -- "$stage_lock"
 if [[ -e $flake_dir/flake.lock ]]; then
 	cp -- "$flake_dir/flake.lock" "$stage_lock"
+fi
+# The pushed shared flake, fresh from the bundle; a shared/ left from an earlier push goes with it.
+if [[ -n $shared_bundle ]]; then
+	step "unpacking the pushed shared flake into $stage_dir/shared"
+	bash "$script_dir/unpack-flake-bundle.sh" "$shared_bundle" "$stage_dir/shared" ||
+		fail 11 "the pushed shared flake $shared_bundle could not be unpacked; nothing was changed"
+else
+	rm -rf -- "$stage_dir/shared"
 fi
 
 # --- 1. home volume -------------------------------------------------------------------------
@@ -233,9 +258,31 @@ fi
 # --- 4. shared flake input -----------------------------------------------------------------------
 # A re-apply must build the shared flake's current commit even when its reference is unchanged;
 # only that input moves (nixpkgs follows it). `nix flake update <input>` replaced --update-input.
-step "updating the host flake's '$shared_input' input to the shared flake's current commit"
-nix flake update "$shared_input" --flake "$stage_dir" ||
+# A pushed flake without a flake.lock of its own starts from the pins the machine has, so an edit
+# under nix/ changes what was edited, not nixpkgs; the derived lock is not installed, so the
+# nightly upgrade still moves to the newest commits of the branches nix/flake.nix names.
+derived_lock=
+if [[ -n $shared_bundle && ! -e $stage_dir/shared/flake.lock && -e $stage_lock ]]; then
+	pins=$(nix eval --impure --raw --file "$script_dir/pushed-flake-lock.nix" \
+		--argstr lockFile "$stage_lock" --argstr input "$shared_input") ||
+		fail 8 "could not read the machine's pins for '$shared_input' from $stage_lock; nothing was changed"
+	if [[ -n $pins ]]; then
+		printf '%s\n' "$pins" >"$stage_dir/shared/flake.lock"
+		derived_lock=$stage_dir/shared/flake.lock
+		log "the pushed flake has no flake.lock: keeping the pins of the machine's $flake_dir/flake.lock"
+	fi
+fi
+if [[ -n $shared_bundle ]]; then
+	step "locking the pushed shared flake (input '$shared_input', path:./shared)"
+else
+	step "updating the host flake's '$shared_input' input to the shared flake's current commit"
+fi
+# `nix flake update <input>...` refreshes only those (and their own inputs); the rest stays locked.
+nix flake update "$shared_input" --flake "$stage_dir" "${also_update[@]}" ||
 	fail 8 "could not update the '$shared_input' input of $stage_dir; nothing was changed"
+if [[ -n $derived_lock ]]; then
+	rm -f -- "$derived_lock"
+fi
 
 # --- 5. switch ----------------------------------------------------------------------------------
 previous_generation=$(readlink -- "$system_profile") ||
@@ -346,9 +393,26 @@ for name in "${flake_files[@]}"; do
 	install -m 0644 -- "$stage_dir/$name" "$flake_dir/.$name.new" ||
 		fail 9 "switched to and verified $current_generation, but could not write $flake_dir/.$name.new; $flake_dir still holds the previous host flake"
 done
-for name in machine.json flake.lock flake.nix; do
+rm -rf -- "$flake_dir/.shared.new" "$flake_dir/.shared.old"
+if [[ -d $stage_dir/shared ]]; then
+	cp -R -- "$stage_dir/shared" "$flake_dir/.shared.new" ||
+		fail 9 "switched to and verified $current_generation, but could not write $flake_dir/.shared.new; $flake_dir still holds the previous host flake"
+fi
+for name in machine.json flake.lock shared flake.nix; do
 	[[ -e $flake_dir/.$name.new ]] || continue
+	if [[ $name == shared ]]; then
+		# A directory cannot be renamed over another: the old one steps aside first.
+		if [[ -e $flake_dir/shared ]]; then
+			mv -- "$flake_dir/shared" "$flake_dir/.shared.old" ||
+				fail 9 "switched to and verified $current_generation, but could not move $flake_dir/shared aside"
+		fi
+	fi
 	mv -f -- "$flake_dir/.$name.new" "$flake_dir/$name" ||
 		fail 9 "switched to and verified $current_generation, but could not install $flake_dir/$name"
 done
+# The previous push, or one the host flake no longer names (a remote devserver:flake now).
+rm -rf -- "$flake_dir/.shared.old"
+if [[ ! -d $stage_dir/shared ]]; then
+	rm -rf -- "$flake_dir/shared"
+fi
 step "applied $stage_dir#$host as $current_generation, verified it and installed it into $flake_dir"

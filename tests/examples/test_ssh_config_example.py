@@ -239,7 +239,7 @@ def test_a_fleet_stack_exporting_only_servers_gets_one_pinned_host_per_server(
     devserver_outputs: StackOutputs, run_example: RunExample, tmp_path: Path
 ) -> None:
     outputs = devserver_outputs({"devserver:servers": FLEET})
-    assert set(outputs) == {"servers"}, "a fleet stack exports only servers"
+    assert set(outputs) == {"servers", "estimatedCost"}, "a fleet: servers and its total cost"
     known_hosts = tmp_path / "known_hosts"
     config = {"devserverStack": DEVSERVER_STACK, "knownHostsFile": str(known_hosts)}
 

@@ -8,6 +8,7 @@ unprivileged user (setpriv), so these tests need root, like the machine."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import stat
@@ -137,8 +138,18 @@ case "$1 ${2:-}" in
 "show-config "*) exec "$FAKE_REAL_NIX" "$@" ;;
 "flake update")
   [[ ${FAKE_NIX_UPDATE_EXIT:-0} == 0 ]] || { echo "error: fake update failure" >&2; exit 1; }
+  # What a pushed shared flake looks like when Nix re-locks it (its lock is read then).
+  if [[ -e $5/shared/flake.lock ]]; then cp "$5/shared/flake.lock" "$FAKE_RECORD/shared.lock"; fi
+  if [[ -e $5/shared/flake.nix ]]; then cp "$5/shared/flake.nix" "$FAKE_RECORD/shared.flake.nix"; fi
   printf '%s\n' '{"version": 7, "note": "shared input updated"}' > "$5/flake.lock" ;;
-"eval --impure") echo -n "$FAKE_LOCKED_NIXPKGS" ;;
+"eval --impure")
+  # pushed-flake-lock.nix is plain Nix: the real evaluator runs it (Nix 2.8 has no --raw).
+  if [[ $* == *pushed-flake-lock.nix* ]]; then
+    nix-instantiate --eval --strict --json "$5" --argstr lockFile "$8" --argstr input "${11}" |
+      python3 -c 'import json, sys; sys.stdout.write(json.load(sys.stdin))'
+    exit
+  fi
+  echo -n "$FAKE_LOCKED_NIXPKGS" ;;
 "build --no-link")
   [[ ${FAKE_NIX_BUILD_EXIT:-0} == 0 ]] || { echo "error: fake build failure" >&2; exit 1; }
   echo "$FAKE_AWSCLI_OUT" ;;
@@ -868,3 +879,118 @@ def test_a_rollback_that_cannot_unmount_home_leaves_a_usable_machine_and_says_wh
     assert "switch-to-configuration exit 4" in result.stderr
     assert "failed units: home.mount" in result.stderr
     assert f"/home is still mounted from {machine.home_device}" in result.stderr
+
+
+# A host lock as `nix flake lock` writes it for a host flake over the shared flake (nix/lockfile
+# format 7: follows paths start at the root node, src/libflake/lockfile.cc).
+PINNED_HOST_LOCK = {
+    "version": 7,
+    "root": "root",
+    "nodes": {
+        "root": {"inputs": {"devserver": "devserver", "nixpkgs": ["devserver", "nixpkgs"]}},
+        "devserver": {
+            "inputs": {"home-manager": "home-manager", "nixpkgs": "nixpkgs"},
+            "locked": {"path": "./shared", "type": "path"},
+            "original": {"path": "./shared", "type": "path"},
+            "parent": [],
+        },
+        "home-manager": {
+            "inputs": {"nixpkgs": ["devserver", "nixpkgs"]},
+            "locked": {"owner": "nix-community", "repo": "home-manager", "rev": "5" * 40,
+                       "type": "github", "narHash": "sha256-fake"},
+            "original": {"owner": "nix-community", "ref": "release-26.05", "repo": "home-manager",
+                         "type": "github"},
+        },
+        "nixpkgs": {
+            "locked": {"owner": "NixOS", "repo": "nixpkgs", "rev": "3" * 40, "type": "github",
+                       "narHash": "sha256-fake"},
+            "original": {"owner": "NixOS", "ref": "nixos-26.05", "repo": "nixpkgs",
+                         "type": "github"},
+        },
+    },
+}  # fmt: skip
+
+
+def _bundle(m: Machine, files: dict[str, str]) -> Path:
+    """A bundle of these files as components/shared_flake.py makes it."""
+    from components.shared_flake import PushedFile, PushedFlake
+
+    flake = PushedFlake(tuple(PushedFile(k, v, False) for k, v in sorted(files.items())), "test")
+    path = m.root / "deploy" / "shared-flake.bundle"
+    path.write_text(flake.bundle)
+    return path
+
+
+def test_a_pushed_flake_is_unpacked_locked_on_the_machines_pins_and_installed_when_verified(
+    machine: Machine,
+) -> None:
+    machine.lock_file.write_text(json.dumps(PINNED_HOST_LOCK))
+    bundle = _bundle(machine, {"flake.nix": "{ outputs = _: { }; } # pushed\n", "m/a.nix": "{ }"})
+
+    result = machine.apply(*full_args(machine), "--shared-bundle", str(bundle))
+
+    assert result.returncode == 0, result.stderr
+    assert (machine.record / "shared.flake.nix").read_text() == "{ outputs = _: { }; } # pushed\n"
+    # Re-locked from the pins the machine had: nixpkgs and home-manager stay where they were.
+    pins = json.loads((machine.record / "shared.lock").read_text())
+    assert pins["nodes"]["root"]["inputs"] == {"home-manager": "home-manager", "nixpkgs": "nixpkgs"}
+    assert pins["nodes"]["nixpkgs"]["locked"]["rev"] == "3" * 40
+    assert pins["nodes"]["home-manager"]["inputs"] == {"nixpkgs": ["nixpkgs"]}
+    installed = machine.etc_nixos / "shared"
+    assert (installed / "m" / "a.nix").read_text() == "{ }"
+    assert not (installed / "flake.lock").exists(), "the derived lock is not installed"
+    assert not (machine.stage / "shared" / "flake.lock").exists()
+    assert not list(machine.etc_nixos.glob(".shared*")), "no temporary directory is left"
+
+
+def test_a_pushed_flake_with_its_own_lock_is_locked_on_that_lock(machine: Machine) -> None:
+    machine.lock_file.write_text(json.dumps(PINNED_HOST_LOCK))
+    own = '{"version": 7, "note": "the operator\'s nix/flake.lock"}\n'
+    bundle = _bundle(machine, {"flake.nix": "{ }\n", "flake.lock": own})
+
+    result = machine.apply(*full_args(machine), "--shared-bundle", str(bundle))
+
+    assert result.returncode == 0, result.stderr
+    assert (machine.record / "shared.lock").read_text() == own
+    assert (machine.etc_nixos / "shared" / "flake.lock").read_text() == own
+
+
+def test_a_rejected_push_leaves_the_installed_shared_flake_alone(machine: Machine) -> None:
+    (machine.etc_nixos / "shared").mkdir()
+    (machine.etc_nixos / "shared" / "flake.nix").write_text("# the running push\n")
+    bundle = _bundle(machine, {"flake.nix": "# a push that fails\n"})
+
+    result = machine.apply(
+        *full_args(machine), "--shared-bundle", str(bundle), FAKE_REBUILD_EXIT="4"
+    )
+
+    assert result.returncode == 5, result.stderr
+    assert (machine.etc_nixos / "shared" / "flake.nix").read_text() == "# the running push\n"
+
+
+def test_a_damaged_bundle_changes_nothing(machine: Machine) -> None:
+    bundle = _bundle(machine, {"flake.nix": "{ }\n"})
+    bundle.write_text(bundle.read_text().replace("|{ }", "|{ evil = true; }"))
+
+    result = machine.apply(*full_args(machine), "--shared-bundle", str(bundle))
+
+    assert result.returncode == 11, result.stderr
+    assert "is damaged" in result.stderr
+    assert not [c for c in machine.calls() if c.startswith(("nix flake", "nixos-rebuild"))]
+
+
+def test_going_back_to_a_remote_flake_removes_the_pushed_one(machine: Machine) -> None:
+    (machine.etc_nixos / "shared").mkdir()
+    (machine.etc_nixos / "shared" / "flake.nix").write_text("# an earlier push\n")
+
+    result = machine.apply(*full_args(machine))
+
+    assert result.returncode == 0, result.stderr
+    assert not (machine.etc_nixos / "shared").exists()
+
+
+def test_the_personal_flake_is_refreshed_with_the_shared_one(machine: Machine) -> None:
+    result = machine.apply(*full_args(machine), "--also-update", "personal")
+
+    assert result.returncode == 0, result.stderr
+    assert f"nix flake update devserver --flake {machine.stage} personal" in machine.calls()
