@@ -20,7 +20,7 @@ stack = settings.load(lookups)
 # Plan every server before building any, so a bad input anywhere stops the run with nothing created
 # (and the lookup problems of all servers are reported together).
 plans = plan_all(stack.servers, lookups)
-prices = PriceList()
+prices = PriceList(stack.aws_access.provider_args)
 servers = build_servers([with_cost(p, prices) for p in plans], stack)
 
 if stack.snapshots:

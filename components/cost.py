@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pulumi
 import pulumi_aws as aws
 
-from components.aws_provider import explicit_provider
 from components.lookups import denied
 from components.settings import MachineSpec
 
@@ -141,7 +140,13 @@ def _usd_prices(result: str, unit: str) -> Iterator[float]:
 class PriceList:
     """AWS price data behind a small typed surface; each distinct question is asked once."""
 
-    def __init__(self, price_list_region: str = PRICE_LIST_REGION) -> None:
+    def __init__(
+        self,
+        provider_args: Mapping[str, Any] | None = None,
+        price_list_region: str = PRICE_LIST_REGION,
+    ) -> None:
+        # Every `aws:` setting of the stack but the region (settings.AwsAccess.provider_args).
+        self._provider_args = dict(provider_args or {})
         self._price_list_region = price_list_region
 
     @functools.cached_property
@@ -149,9 +154,12 @@ class PriceList:
         # `get_product` has no per-call region (the provider marks the Price List API as global),
         # so it needs a provider in a region that serves it. Made on first use, that is after
         # the settings are validated; a provider creates nothing in AWS.
-        # Every AWS setting of the stack (keys, profile, files, roles, endpoints) but the region.
-        provider = explicit_provider(
-            f"price-list-{self._price_list_region}", self._price_list_region
+        # Authenticates exactly like the stack's default provider: every AWS setting of the stack
+        # (keys, profile, files, roles, endpoints) but the region.
+        provider = aws.Provider(
+            f"price-list-{self._price_list_region}",
+            region=self._price_list_region,
+            **self._provider_args,
         )
         return pulumi.InvokeOptions(provider=provider)
 

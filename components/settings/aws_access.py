@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -26,19 +25,67 @@ PARTITIONS = (
 REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
 
 
-@dataclass(frozen=True)
-class AwsConfig:
-    """The `aws:` stack config as `load` read it (raw: parsed here)."""
+# aws.Provider's arguments by how the stack config holds them (pulumi_aws 7.x provider.py; the
+# keys are its `aws:` config keys, camelCased). Structured values stay as the config gives them:
+# the provider serialises them to the same JSON the default provider is configured with.
+_SECRET = ("accessKey", "secretKey", "token")
+_TEXT = (
+    "profile",
+    "customCaBundle",
+    "httpProxy",
+    "httpsProxy",
+    "noProxy",
+    "retryMode",
+    "stsRegion",
+    "tagPolicyCompliance",
+)
+_FLAGS = (
+    "insecure",
+    "skipCredentialsValidation",
+    "skipMetadataApiCheck",
+    "skipRegionValidation",
+    "skipRequestingAccountId",
+    "useDualstackEndpoint",
+    "useFipsEndpoint",
+)
+_NUMBERS = ("maxRetries", "tokenBucketRateLimiterCapacity")
+_OBJECTS = (
+    "allowedAccountIds",
+    "assumeRoleWithWebIdentity",
+    "assumeRoles",
+    "defaultTags",
+    "endpoints",
+    "forbiddenAccountIds",
+    "ignoreTags",
+    "sharedConfigFiles",
+    "sharedCredentialsFiles",
+    "userAgents",
+)
 
-    profile: str | None = None
-    assume_roles: Any = None
-    shared_config_files: Any = None
-    shared_credentials_files: Any = None
-    assume_role_with_web_identity: Any = None
-    endpoints: Any = None
-    access_key: pulumi.Output[str] | None = None
-    secret_key: pulumi.Output[str] | None = None
-    token: pulumi.Output[str] | None = None
+
+def provider_args(aws: pulumi.Config) -> dict[str, Any]:
+    """Every `aws:` setting of the stack but the region, as aws.Provider's (snake_case) arguments.
+
+    The stack's `aws:` config reaches the default AWS provider only; a provider the program makes
+    itself gets nothing of it unless it is passed on, and its failing Configure fails the whole
+    update. So every setting the default provider reads is handed over unchanged.
+    """
+    found: dict[str, Any] = {}
+    for key in _SECRET:
+        found[key] = aws.get_secret(key)
+    for key in _TEXT:
+        found[key] = aws.get(key)
+    for key in _FLAGS:
+        found[key] = aws.get_bool(key)
+    for key in _NUMBERS:
+        found[key] = aws.get_int(key)
+    for key in _OBJECTS:
+        found[key] = aws.get_object(key)
+    return {_snake(k): v for k, v in found.items() if v is not None}
+
+
+def _snake(key: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
 
 
 def region(raw: str | None, errors: list[str]) -> str:
@@ -149,15 +196,16 @@ def _assume_role(entry: Any, label: str, errors: list[str]) -> AssumeRole | None
     )
 
 
-def aws_access(aws: AwsConfig, errors: list[str]) -> tuple[AwsAccess, list[str]]:
-    """The AWS provider's credential config, and what code outside the provider cannot honour.
+def aws_access(args: dict[str, Any], errors: list[str]) -> tuple[AwsAccess, list[str]]:
+    """The AWS provider's credential config (`provider_args`), and what code outside the provider
+    cannot honour.
 
     The second list holds problems that matter only when something besides the provider calls
     AWS (the spot-request canceller); the caller reports them only then.
     """
     unsupported: list[str] = []
     roles: list[AssumeRole] = []
-    raw_roles = aws.assume_roles or []
+    raw_roles = args.get("assume_roles") or []
     if not isinstance(raw_roles, list):
         errors.append(f"aws:assumeRoles must be a list of role objects, got {raw_roles!r}")
         raw_roles = []
@@ -167,8 +215,8 @@ def aws_access(aws: AwsConfig, errors: list[str]) -> tuple[AwsAccess, list[str]]
             roles.append(role)
     files: dict[str, str | None] = {}
     for key, paths in (
-        ("sharedConfigFiles", aws.shared_config_files or []),
-        ("sharedCredentialsFiles", aws.shared_credentials_files or []),
+        ("sharedConfigFiles", args.get("shared_config_files") or []),
+        ("sharedCredentialsFiles", args.get("shared_credentials_files") or []),
     ):
         if not isinstance(paths, list) or len(paths) > 1:
             unsupported.append(
@@ -176,26 +224,27 @@ def aws_access(aws: AwsConfig, errors: list[str]) -> tuple[AwsAccess, list[str]]
                 f"(boto3 reads one), got {paths!r}: merge them into one file"
             )
         files[key] = str(paths[0]) if isinstance(paths, list) and paths else None
-    if aws.assume_role_with_web_identity:
+    if args.get("assume_role_with_web_identity"):
         unsupported.append(
             "aws:assumeRoleWithWebIdentity is not supported by the spot-request canceller: "
             "set AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE in the environment instead"
         )
     endpoints: dict[str, str] = {}
-    raw_endpoints = aws.endpoints or []
+    raw_endpoints = args.get("endpoints") or []
     for entry in raw_endpoints if isinstance(raw_endpoints, list) else [raw_endpoints]:
         if isinstance(entry, dict):
             endpoints.update({k: str(v) for k, v in entry.items() if k in ("ec2", "sts")})
     access = AwsAccess(
-        profile=aws.profile or None,
+        profile=args.get("profile") or None,
         assume_roles=tuple(roles),
         shared_config_file=files["sharedConfigFiles"],
         shared_credentials_file=files["sharedCredentialsFiles"],
         ec2_endpoint=endpoints.get("ec2"),
         sts_endpoint=endpoints.get("sts"),
-        access_key=aws.access_key,
-        secret_key=aws.secret_key,
-        token=aws.token,
+        access_key=args.get("access_key"),
+        secret_key=args.get("secret_key"),
+        token=args.get("token"),
+        provider_args=args,
     )
     return access, unsupported
 

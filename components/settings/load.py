@@ -28,7 +28,7 @@ def load(types: InstanceTypes, config: pulumi.Config | None = None) -> StackSett
     aws = pulumi.Config("aws")
     region = aws_access.region(aws.get("region"), errors)
     stack = pulumi.get_stack()
-    access, aws_unsupported = aws_access.aws_access(_aws_config(aws), errors)
+    access, aws_unsupported = aws_access.aws_access(aws_access.provider_args(aws), errors)
     zero_is_unset = frozenset(keys.PRESET_SIZE_KEYS)
     top = Reader(ConfigSource(config.get, zero_is_unset), errors)
     ctx = Context(region, stack, types, secrets={k: _secret(config, k) for k in keys.SECRET_KEYS})
@@ -73,6 +73,7 @@ def load(types: InstanceTypes, config: pulumi.Config | None = None) -> StackSett
         snapshot_retention_days=stack_values["snapshotRetentionDays"]
         or DEFAULT_SNAPSHOT_RETENTION_DAYS,
         snapshots=stack_values["snapshots"] is not False,
+        aws_access=access,
     )
 
 
@@ -84,20 +85,6 @@ def _secret(config: pulumi.Config, key: str) -> Secret:
     text = raw if isinstance(raw, str) else None
     secure = bool(text) and pulumi.runtime.is_config_secret(full)
     return Secret(text, secure, config.require_secret(key) if secure else None)
-
-
-def _aws_config(aws: pulumi.Config) -> aws_access.AwsConfig:
-    return aws_access.AwsConfig(
-        profile=aws.get("profile"),
-        assume_roles=aws.get_object("assumeRoles"),
-        shared_config_files=aws.get_object("sharedConfigFiles"),
-        shared_credentials_files=aws.get_object("sharedCredentialsFiles"),
-        assume_role_with_web_identity=aws.get("assumeRoleWithWebIdentity"),
-        endpoints=aws.get_object("endpoints"),
-        access_key=aws.get_secret("accessKey"),
-        secret_key=aws.get_secret("secretKey"),
-        token=aws.get_secret("token"),
-    )
 
 
 def _unknown_keys(errors: list[str]) -> None:

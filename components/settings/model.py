@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import pulumi
 
@@ -115,6 +115,8 @@ class AwsAccess:
     access_key: pulumi.Output[str] | None = None
     secret_key: pulumi.Output[str] | None = None
     token: pulumi.Output[str] | None = None
+    provider_args: Mapping[str, Any] = field(default_factory=dict)
+    """Every `aws:` setting but the region, as aws.Provider arguments (for explicit providers)."""
 
 
 # Every resource of this program carries it; the operator IAM policy scopes changes to it.
@@ -193,6 +195,8 @@ class StackSettings:
     """The OpenSSH key every server of the stack is deployed with; None = generate one."""
     snapshot_retention_days: int = DEFAULT_SNAPSHOT_RETENTION_DAYS
     snapshots: bool = True
+    aws_access: AwsAccess = field(default_factory=AwsAccess)
+    """The stack's `aws:` settings, for the providers and calls the program makes itself."""
 
     @property
     def tags(self) -> dict[str, str]:
