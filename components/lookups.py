@@ -39,7 +39,7 @@ class AwsLookupError(Exception):
 
 
 # The least-privilege policy for the identity running Pulumi (docs/security.md).
-OPERATOR_POLICY = Path(__file__).resolve().parent.parent / "docs" / "operator-iam-policy.json"
+OPERATOR_POLICY = Path(__file__).resolve().parent.parent / "docs" / "iam" / "operator-policy.json"
 # How AWS says "not allowed": EC2 UnauthorizedOperation, other services AccessDenied(Exception).
 DENIED_RE = re.compile(r"UnauthorizedOperation|AccessDenied|not authorized to perform")
 # IAM names the action it refused: "... is not authorized to perform: ec2:DescribeInstances ...".

@@ -162,6 +162,8 @@ class DevServerSettings:
     """How the stack's AWS provider authenticates (the spot-request canceller does the same)."""
     deploy_public_key: str | None = None
     """The base64 public key blob of `devserver:deployPrivateKey` (None: a generated key)."""
+    permissions_boundary: str | None = None
+    """The managed policy ARN set as permissions boundary on the server's role (None: none)."""
     config_prefix: str = f"{NAMESPACE}:"
     """How error messages name this server's keys: `devserver:` or `devserver:servers[2].`."""
 
@@ -193,6 +195,8 @@ class StackSettings:
     """The OpenSSH key every server of the stack is deployed with; None = generate one."""
     snapshot_retention_days: int = DEFAULT_SNAPSHOT_RETENTION_DAYS
     snapshots: bool = True
+    permissions_boundary: str | None = None
+    """The managed policy ARN set as permissions boundary on the snapshot role (None: none)."""
 
     @property
     def tags(self) -> dict[str, str]:
