@@ -85,7 +85,7 @@ def denied(err: BaseException, action: str, asked: str) -> AwsPermissionError | 
     code = "AccessDenied" if found.group(0) == "not authorized to perform" else found.group(0)
     named = DENIED_ACTION_RE.search(text)
     action = named.group(1) if named else action
-    policy = f"{OPERATOR_POLICY.parent.name}/{OPERATOR_POLICY.name}"
+    policy = OPERATOR_POLICY.relative_to(OPERATOR_POLICY.parents[2]).as_posix()
     return AwsPermissionError(
         [
             f"AWS denied {action} ({code}) to the identity running Pulumi, reading {asked}. "

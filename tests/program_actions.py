@@ -77,6 +77,8 @@ ACTIONS: dict[str, list[str]] = {
     ],
     "aws:iam/role:Role": [
         "iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:UpdateAssumeRolePolicy",
+        # devserver:permissionsBoundary set or changed on an existing role.
+        "iam:PutRolePermissionsBoundary",
         "iam:TagRole", "iam:UntagRole", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies",
         "iam:ListInstanceProfilesForRole",
     ],
