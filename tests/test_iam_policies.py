@@ -6,12 +6,13 @@ makes in each shape."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.iam_eval import Request, allowed, decide
-from tests.program import ROOT
+from tests.program import FAKE_TOKEN, ROOT, ProgramRun
 from tests.program_actions import ACTIONS, NOT_AWS, is_invoke, registered_types
 
 IAM = ROOT / "docs" / "iam"
@@ -279,3 +280,42 @@ def test_the_preview_role_changes_nothing_in_aws() -> None:
         if not a.split(":")[1].startswith(("Describe", "Get", "List")) and not a.startswith("s3:")
     ]
     assert writes == [], f"a preview only reads: {writes}"
+
+
+def test_every_role_the_program_creates_carries_the_boundary_under_its_own_path(
+    program: Callable[..., ProgramRun],
+) -> None:
+    run = program(
+        {"devserver:permissionsBoundary": BOUNDARY}, secrets={"devserver:githubToken": FAKE_TOKEN}
+    )
+    roles = run.of_type("aws:iam/role:Role")
+    assert len(roles) == 2, "the instance role and the snapshot role"
+    for role in roles:
+        assert role.inputs.get("permissionsBoundary") == BOUNDARY, role.name
+        assert role.inputs.get("path") == "/devserver/", role.name
+    for profile in run.of_type("aws:iam/instanceProfile:InstanceProfile"):
+        assert profile.inputs.get("path") == "/devserver/", profile.name
+    snapshot_role = run.named("home-snapshots-role")
+    assert snapshot_role.inputs["tags"]["devserver:owner"] == "alice", (
+        "a one-server stack's snapshot role is its developer's (the boundary scopes it by owner)"
+    )
+
+
+def test_the_agents_actions_are_scoped_by_the_condition_key_aws_offers(
+    program: Callable[..., ProgramRun],
+) -> None:
+    """No resource type exists for them (Service Authorization Reference), so `*` stays, and
+    ec2:SourceInstanceARN limits them to EC2 instances of the role's account."""
+    run = program(secrets={"devserver:githubToken": FAKE_TOKEN})
+    (statement,) = json.loads(run.named("devserver-session-manager").inputs["policy"])["Statement"]
+    assert statement["Resource"] == "*"
+    arn = statement["Condition"]["ArnLike"]["ec2:SourceInstanceARN"]
+    assert arn.startswith("arn:aws:ec2:*:") and arn.endswith(":instance/*"), arn
+    mine = Request(
+        "ssm:UpdateInstanceInformation", "*", {"ec2:SourceInstanceARN": arn.replace("*", "x")}
+    )
+    assert decide(mine, [{"Statement": [statement]}]) == "Allow"
+    assert (
+        decide(Request("ssm:UpdateInstanceInformation", "*", {}), [{"Statement": [statement]}])
+        != "Allow"
+    )
