@@ -28,8 +28,13 @@ if stack.snapshots:
         "home-snapshots",
         HomeSnapshotsArgs(
             retention_days=stack.snapshot_retention_days,
-            tags=stack.tags,
+            # A one-server stack's snapshot role is its developer's: the boundary lets an owner-
+            # tagged role snapshot only that owner's volumes (docs/security.md).
+            tags=stack.tags
+            if stack.fleet
+            else {**stack.tags, "devserver:owner": stack.servers[0].user},
             target_tags=home_target_tag(stack.stack),
+            permissions_boundary=stack.permissions_boundary,
         ),
     )
 

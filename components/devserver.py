@@ -321,7 +321,11 @@ class DevServer(pulumi.ComponentResource):
         role = InstanceRole(
             name,
             InstanceRoleArgs(
-                s.tags, secret.arn if secret else None, s.token_kms_key_arn, s.ssm_session_manager
+                s.tags,
+                secret.arn if secret else None,
+                s.token_kms_key_arn,
+                s.ssm_session_manager,
+                s.permissions_boundary,
             ),
             here,
         )

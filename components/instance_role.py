@@ -53,6 +53,10 @@ def _read_secret_policy(secret_arn: str, kms_key_arn: str | None = None) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
+# Every role the program creates lives under this path, so the shipped IAM policies can allow
+# creating and changing roles there only (docs/iam/operator-policy.json, docs/security.md).
+ROLE_PATH = "/devserver/"
+
 # What the SSM agent needs for Session Manager and nothing more: the set of AWS's managed policy
 # AWSCloud9SSMInstanceProfile, not AmazonSSMManagedInstanceCore (whose ssm:GetParameter on every
 # parameter would let the machine read more than its one secret).
@@ -65,13 +69,23 @@ SESSION_MANAGER_ACTIONS = (
 )
 
 
-def _session_manager_policy() -> str:
-    """Session Manager's channel actions; they name no resource, so AWS takes only "*"."""
+def _session_manager_policy(role_arn: str) -> str:
+    """Session Manager's agent actions, for EC2 instances of this role's account only.
+
+    The Service Authorization Reference lists no resource type for ssm:UpdateInstanceInformation
+    (list_awssystemsmanager.html) nor for ssmmessages:CreateControlChannel, CreateDataChannel,
+    OpenControlChannel and OpenDataChannel (list_amazonmessagegatewayservice.html), so IAM takes
+    only "*" for them; both list the condition key ec2:SourceInstanceARN, which scopes them here.
+    """
+    partition, account = role_arn.split(":")[1], role_arn.split(":")[4]
     statement = {
         "Sid": "SessionManagerBreakGlass",
         "Effect": "Allow",
         "Action": list(SESSION_MANAGER_ACTIONS),
         "Resource": "*",
+        "Condition": {
+            "ArnLike": {"ec2:SourceInstanceARN": f"arn:{partition}:ec2:*:{account}:instance/*"}
+        },
     }
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
@@ -84,6 +98,8 @@ class InstanceRoleArgs:
     secret_arn: pulumi.Output[str] | None = None
     kms_key_arn: str | None = None
     session_manager: bool = True
+    permissions_boundary: str | None = None
+    """The managed policy set as the role's permissions boundary (None: none)."""
 
 
 class InstanceRole(pulumi.ComponentResource):
@@ -102,6 +118,8 @@ class InstanceRole(pulumi.ComponentResource):
             f"{name}-role",
             assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
             description="Dev server instance role: its GitHub token secret, SSM Session Manager",
+            path=ROLE_PATH,
+            permissions_boundary=args.permissions_boundary,
             tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -117,12 +135,13 @@ class InstanceRole(pulumi.ComponentResource):
             aws.iam.RolePolicy(
                 f"{name}-session-manager",
                 role=role.id,
-                policy=_session_manager_policy(),
+                policy=role.arn.apply(_session_manager_policy),
                 opts=pulumi.ResourceOptions(parent=role),
             )
         profile = aws.iam.InstanceProfile(
             f"{name}-profile",
             role=role.name,
+            path=ROLE_PATH,
             tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self),
         )

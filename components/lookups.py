@@ -39,7 +39,7 @@ class AwsLookupError(Exception):
 
 
 # The least-privilege policy for the identity running Pulumi (docs/security.md).
-OPERATOR_POLICY = Path(__file__).resolve().parent.parent / "docs" / "operator-iam-policy.json"
+OPERATOR_POLICY = Path(__file__).resolve().parent.parent / "docs" / "iam" / "operator-policy.json"
 # How AWS says "not allowed": EC2 UnauthorizedOperation, other services AccessDenied(Exception).
 DENIED_RE = re.compile(r"UnauthorizedOperation|AccessDenied|not authorized to perform")
 # IAM names the action it refused: "... is not authorized to perform: ec2:DescribeInstances ...".
@@ -85,7 +85,7 @@ def denied(err: BaseException, action: str, asked: str) -> AwsPermissionError | 
     code = "AccessDenied" if found.group(0) == "not authorized to perform" else found.group(0)
     named = DENIED_ACTION_RE.search(text)
     action = named.group(1) if named else action
-    policy = f"{OPERATOR_POLICY.parent.name}/{OPERATOR_POLICY.name}"
+    policy = OPERATOR_POLICY.relative_to(OPERATOR_POLICY.parents[2]).as_posix()
     return AwsPermissionError(
         [
             f"AWS denied {action} ({code}) to the identity running Pulumi, reading {asked}. "

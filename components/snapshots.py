@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.instance_role import assume_role_policy
+from components.instance_role import ROLE_PATH, assume_role_policy
 
 # The AWS managed policy DLM's own default role uses for EBS snapshot policies (the ARN's partition
 # follows the account's: aws, aws-cn, aws-us-gov).
@@ -47,6 +47,8 @@ class HomeSnapshotsArgs:
     tags: dict[str, str]
     target_tags: dict[str, str]
     snapshot_tags: dict[str, str] = field(default_factory=lambda: {"devserver:snapshot": "daily"})
+    permissions_boundary: str | None = None
+    """The managed policy set as the role's permissions boundary (None: none)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.retention_days <= MAX_RETENTION_COUNT:
@@ -78,6 +80,8 @@ class HomeSnapshots(pulumi.ComponentResource):
             f"{name}-role",
             assume_role_policy=assume_role_policy("dlm.amazonaws.com"),
             description="Data Lifecycle Manager: snapshots this stack's home volumes",
+            path=ROLE_PATH,
+            permissions_boundary=args.permissions_boundary,
             tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -232,6 +232,26 @@ REFUSED: list[tuple[str, list[Value]]] = [
         ],
     ),
     (
+        "a permissions boundary that is not a policy of the stack's partition",
+        [
+            Value(
+                {"devserver:permissionsBoundary": "devserver-boundary"},
+                ("devserver:permissionsBoundary",),
+                ("customer managed policy ARN",),
+            ),
+            Value(
+                {"devserver:permissionsBoundary": "arn:aws:iam::123456789012:role/devserver"},
+                ("devserver:permissionsBoundary",),
+                ("customer managed policy ARN",),
+            ),
+            Value(
+                {"devserver:permissionsBoundary": "arn:aws-cn:iam::123456789012:policy/b"},
+                ("devserver:permissionsBoundary",),
+                ("partition aws",),
+            ),
+        ],
+    ),
+    (
         "vpcId ignored because subnetId is in another VPC",
         [
             Value(
@@ -376,6 +396,16 @@ REFUSED: list[tuple[str, list[Value]]] = [
 
 # Each class of input the program must accept (it was refused, or misbehaved, before).
 ACCEPTED: list[tuple[str, list[Value]]] = [
+    (
+        "a permissions boundary by its ARN, with a path too",
+        [
+            Value({"devserver:permissionsBoundary": arn})
+            for arn in (
+                "arn:aws:iam::123456789012:policy/devserver-boundary",
+                "arn:aws:iam::123456789012:policy/boundaries/devserver-boundary",
+            )
+        ],
+    ),
     (
         "a full name with an apostrophe",
         [

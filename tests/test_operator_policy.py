@@ -1,4 +1,4 @@
-"""docs/operator-iam-policy.json allows what the program does to AWS, and no more than it needs.
+"""docs/iam/operator-policy.json allows what the program does to AWS, and no more than it needs.
 
 The resource types and invokes come from running the real program under the mocks in every shape
 that adds AWS work (token with a customer key, spot, an adopted volume, a stopped machine, a
@@ -18,130 +18,9 @@ from typing import Any
 import pytest
 
 from tests.program import FAKE_TOKEN, ROOT, ProgramRun
+from tests.program_actions import ACTIONS, NOT_AWS, registered_types
 
-POLICY_FILE = ROOT / "docs" / "operator-iam-policy.json"
-KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/0a1b2c3d-1111-2222-3333-444455556666"
-SHAPES: list[dict[str, Any]] = [
-    {"devserver:githubTokenKmsKeyArn": KMS_KEY},
-    {"devserver:preset": "x86-spot", "devserver:idleStopMinutes": 30},
-    {"devserver:homeVolumeId": "vol-0123456789abcdef0", "devserver:availabilityZone": "eu-west-1b"},
-    {"devserver:state": "stopped", "devserver:amiId": "ami-0aaaaaaaaaaaaaaaa"},
-    {
-        "devserver:servers": [
-            {"name": "alice", "user": "alice", "githubUser": "alice-example"},
-            {"name": "bob", "user": "bob", "githubUser": "bob-example", "preset": "graviton-spot"},
-        ]
-    },
-]
-EC2_TAGGING = ["ec2:CreateTags", "ec2:DeleteTags", "ec2:DescribeTags"]
-# What the AWS provider calls for each resource type and invoke (create, read, update, delete).
-ACTIONS: dict[str, list[str]] = {
-    "aws:ec2/instance:Instance": [
-        "ec2:RunInstances", "ec2:TerminateInstances", "ec2:DescribeInstances",
-        "ec2:DescribeInstanceAttribute", "ec2:ModifyInstanceAttribute",
-        "ec2:ModifyInstanceMetadataOptions", "ec2:DescribeInstanceCreditSpecifications",
-        "ec2:DescribeVolumes", "ec2:DescribeNetworkInterfaces", "ec2:StopInstances",
-        "ec2:StartInstances", "ec2:DescribeSpotInstanceRequests",
-        "ec2:AssociateIamInstanceProfile", "ec2:DisassociateIamInstanceProfile",
-        "ec2:ReplaceIamInstanceProfileAssociation", "ec2:DescribeIamInstanceProfileAssociations",
-        "iam:PassRole", "iam:CreateServiceLinkedRole", *EC2_TAGGING,
-    ],
-    "aws:ebs/volume:Volume": [
-        "ec2:CreateVolume", "ec2:DeleteVolume", "ec2:DescribeVolumes", "ec2:ModifyVolume",
-        "ec2:DescribeVolumesModifications", *EC2_TAGGING,
-        # A customer-managed key for the volume (EBS asks KMS on the caller's behalf).
-        "kms:CreateGrant", "kms:DescribeKey", "kms:GenerateDataKeyWithoutPlaintext",
-        "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:Decrypt",
-    ],
-    "aws:ec2/volumeAttachment:VolumeAttachment": [
-        "ec2:AttachVolume", "ec2:DetachVolume", "ec2:DescribeVolumes", "ec2:DescribeInstances",
-        "ec2:StopInstances",
-    ],
-    "aws:ec2/keyPair:KeyPair": [
-        "ec2:ImportKeyPair", "ec2:DeleteKeyPair", "ec2:DescribeKeyPairs", *EC2_TAGGING,
-    ],
-    "aws:ec2/securityGroup:SecurityGroup": [
-        "ec2:CreateSecurityGroup", "ec2:DeleteSecurityGroup", "ec2:DescribeSecurityGroups",
-        "ec2:RevokeSecurityGroupEgress", *EC2_TAGGING,
-    ],
-    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": [
-        "ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress",
-        "ec2:DescribeSecurityGroupRules", "ec2:ModifySecurityGroupRules",
-        "ec2:UpdateSecurityGroupRuleDescriptionsIngress", *EC2_TAGGING,
-    ],
-    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": [
-        "ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupEgress",
-        "ec2:DescribeSecurityGroupRules", "ec2:ModifySecurityGroupRules",
-        "ec2:UpdateSecurityGroupRuleDescriptionsEgress", *EC2_TAGGING,
-    ],
-    "aws:ec2transitgateway/instanceState:InstanceState": [
-        "ec2:StartInstances", "ec2:StopInstances", "ec2:DescribeInstances",
-        "ec2:DescribeInstanceStatus",
-    ],
-    "aws:ec2/tag:Tag": EC2_TAGGING,
-    "aws:ec2/eip:Eip": [
-        "ec2:AllocateAddress", "ec2:ReleaseAddress", "ec2:DescribeAddresses",
-        "ec2:DescribeAddressesAttribute", "ec2:DisassociateAddress", *EC2_TAGGING,
-    ],
-    "aws:ec2/eipAssociation:EipAssociation": [
-        "ec2:AssociateAddress", "ec2:DisassociateAddress", "ec2:DescribeAddresses",
-    ],
-    "aws:iam/role:Role": [
-        "iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:UpdateAssumeRolePolicy",
-        "iam:TagRole", "iam:UntagRole", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies",
-        "iam:ListInstanceProfilesForRole",
-    ],
-    "aws:iam/rolePolicy:RolePolicy": ["iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy"],
-    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": [
-        "iam:AttachRolePolicy", "iam:DetachRolePolicy", "iam:ListAttachedRolePolicies",
-    ],
-    "aws:iam/instanceProfile:InstanceProfile": [
-        "iam:CreateInstanceProfile", "iam:DeleteInstanceProfile", "iam:GetInstanceProfile",
-        "iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile",
-        "iam:TagInstanceProfile", "iam:UntagInstanceProfile",
-    ],
-    "aws:secretsmanager/secret:Secret": [
-        "secretsmanager:CreateSecret", "secretsmanager:DeleteSecret",
-        "secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy",
-        "secretsmanager:UpdateSecret", "secretsmanager:TagResource",
-        "secretsmanager:UntagResource",
-        # A customer-managed key for the secret (Secrets Manager asks KMS on the caller's behalf).
-        "kms:GenerateDataKey", "kms:Decrypt",
-    ],
-    "aws:secretsmanager/secretVersion:SecretVersion": [
-        "secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue",
-        "secretsmanager:ListSecretVersionIds", "secretsmanager:UpdateSecretVersionStage",
-        "secretsmanager:DescribeSecret",
-    ],
-    "aws:dlm/lifecyclePolicy:LifecyclePolicy": [
-        "dlm:CreateLifecyclePolicy", "dlm:GetLifecyclePolicy", "dlm:UpdateLifecyclePolicy",
-        "dlm:DeleteLifecyclePolicy", "dlm:TagResource", "dlm:UntagResource", "iam:PassRole",
-    ],
-    # The spot request canceller (components/spot_request.py) calls EC2 with boto3.
-    "pulumi-python:dynamic:Resource": ["ec2:CancelSpotInstanceRequests"],
-    # Invokes.
-    "aws:ec2/getAmi:getAmi": ["ec2:DescribeImages"],
-    "aws:ec2/getInstanceType:getInstanceType": ["ec2:DescribeInstanceTypes"],
-    "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings": ["ec2:DescribeInstanceTypeOfferings"],
-    "aws:ec2/getVpc:getVpc": ["ec2:DescribeVpcs"],
-    "aws:ec2/getSubnets:getSubnets": ["ec2:DescribeSubnets"],
-    "aws:ec2/getSubnet:getSubnet": ["ec2:DescribeSubnets"],
-    "aws:ec2/getSpotPrice:getSpotPrice": ["ec2:DescribeSpotPriceHistory"],
-    "aws:ebs/getVolume:getVolume": ["ec2:DescribeVolumes"],
-    "aws:ebs/getEbsVolumes:getEbsVolumes": ["ec2:DescribeVolumes"],
-    "aws:ec2/getInstances:getInstances": ["ec2:DescribeInstances"],
-    "aws:ec2/getKeyPair:getKeyPair": ["ec2:DescribeKeyPairs"],
-    # ec2_instance_data_source.go instanceDescriptionAttributes: type info, 3 attributes, volumes.
-    "aws:ec2/getInstance:getInstance": [
-        "ec2:DescribeInstances", "ec2:DescribeInstanceTypes", "ec2:DescribeInstanceAttribute",
-        "ec2:DescribeVolumes", "ec2:DescribeInstanceCreditSpecifications",
-    ],
-    "aws:pricing/getProduct:getProduct": ["pricing:GetProducts"],
-    "aws:ec2/getEips:getEips": ["ec2:DescribeAddresses"],
-    "aws:servicequotas/getServiceQuota:getServiceQuota": ["servicequotas:GetServiceQuota"],
-}  # fmt: skip
-# Types that are not AWS API calls: components, providers, TLS keys, SSH commands.
-NOT_AWS = re.compile(r"^(devserver:|pulumi:providers:|tls:|command:)")
+POLICY_FILE = ROOT / "docs" / "iam" / "operator-policy.json"
 
 
 def load_policy() -> dict[str, Any]:
@@ -169,44 +48,7 @@ def allowed(action: str) -> list[str]:
 @pytest.fixture(scope="module")
 def registered() -> set[str]:
     """Every resource type and invoke token the program uses across its shapes."""
-    from components.settings import openssh_public_blob
-    from tests.program import (
-        INSTANCES,
-        KEY_PAIRS,
-        fake_openssh_private_key,
-        reset_runtime,
-        run_program,
-    )
-
-    # A machine of every server from another rebuild generation: it is read, and never blocks.
-    for name in ("devserver", "alice", "bob"):
-        INSTANCES[f"i-0{name}"] = {
-            "tags": {"devserver:stack": "dev", "devserver:server": name,
-                     "devserver:purpose": "devserver", "devserver:rebuild": "999"},
-            "state": "running",
-        }  # fmt: skip
-    found: set[str] = set()
-    try:
-        for shape in SHAPES:
-            reset_runtime()
-            run: ProgramRun = run_program(shape, secrets={"devserver:githubToken": FAKE_TOKEN})
-            found |= {r.type for r in run.resources} | {token for token, _ in run.calls}
-        # A machine of the default server launched with the configured deploy key: its key
-        # pair is read too.
-        key = fake_openssh_private_key()
-        INSTANCES["i-0devserver"]["tags"]["devserver:rebuild"] = "0"
-        KEY_PAIRS["devserver-deploy-2468"] = f"ssh-ed25519 {openssh_public_blob(key)}"
-        reset_runtime()
-        run = run_program({}, secrets={"devserver:deployPrivateKey": key})
-        found |= {r.type for r in run.resources} | {token for token, _ in run.calls}
-    finally:
-        INSTANCES.clear()
-        KEY_PAIRS.clear()
-    reset_runtime()
-    assert {"aws:ec2/getInstance:getInstance", "aws:ec2/getKeyPair:getKeyPair"} <= found, (
-        "the existing machine and its key pair were read"
-    )
-    return found
+    return registered_types()
 
 
 def test_the_policy_is_a_valid_iam_policy_document() -> None:
@@ -216,7 +58,7 @@ def test_the_policy_is_a_valid_iam_policy_document() -> None:
     assert len(sids) == len(set(sids)), f"duplicate Sid in {POLICY_FILE.name}"
     for s in policy["Statement"]:
         assert set(s) <= {"Sid", "Effect", "Action", "Resource", "Condition"}, s["Sid"]
-        assert s["Effect"] == "Allow" and s["Action"] and s["Resource"], s["Sid"]
+        assert s["Effect"] in ("Allow", "Deny") and s["Action"] and s["Resource"], s["Sid"]
         for action in _list(s["Action"]):
             assert re.fullmatch(r"[a-z0-9-]+:[A-Za-z0-9]+\*?", action), f"{s['Sid']}: {action}"
 
@@ -237,6 +79,7 @@ def test_the_policy_grants_nothing_the_program_does_not_use() -> None:
     unused = [
         f"{s['Sid']}: {p}"
         for s in statements()
+        if s["Effect"] == "Allow"
         for p in _list(s["Action"])
         if not any(fnmatch.fnmatchcase(a, p.lower()) for a in mapped)
     ]
@@ -251,7 +94,7 @@ def test_the_policy_grants_nothing_the_program_does_not_use() -> None:
     ("action", "sid"),
     [
         ("iam:PassRole", "IamPassTheseRolesToEc2AndDlmOnly"),
-        ("iam:CreateRole", "IamCreateTaggedRolesAndProfiles"),
+        ("iam:CreateRole", "IamCreateRolesUnderDevserverPathWithTheBoundaryOnly"),
         ("ec2:TerminateInstances", "Ec2ChangeOnlyWhatThisProgramTagged"),
         ("ec2:DeleteVolume", "Ec2ChangeOnlyWhatThisProgramTagged"),
         ("secretsmanager:GetSecretValue", "SecretsManagerDevserverSecretsOnly"),
@@ -300,7 +143,7 @@ def test_the_token_secret_name_is_under_the_policys_devserver_prefix(
 
 def test_readme_links_the_policy_and_the_security_page_lists_the_same_services() -> None:
     readme = (ROOT / "README.md").read_text()
-    assert "docs/operator-iam-policy.json" in readme
+    assert "docs/iam/operator-policy.json" in readme
     page = (ROOT / "docs" / "security.md").read_text()
     section = page.split("## What your AWS identity needs", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"`([a-z0-9-]+):[A-Z][A-Za-z0-9]*\*?`", section))
@@ -309,5 +152,6 @@ def test_readme_links_the_policy_and_the_security_page_lists_the_same_services()
         f"security.md lists {sorted(listed)}, the policy has {sorted(in_policy)}"
     )
     for s in statements():
+        assert s["Sid"] in section, f"docs/security.md does not explain {s['Sid']}"
         for action in _list(s["Action"]):
             assert action in section, f"docs/security.md's permission list misses {action}"

@@ -37,7 +37,7 @@ def test_a_refused_lookup_is_a_permission_problem_naming_the_action_and_the_poli
     assert "permission problem" in message, message
     assert "invalid stack configuration" not in message, message
     assert f"AWS denied {action}" in message, message
-    assert "docs/operator-iam-policy.json (statement Ec2ReadAndLookups)" in message, message
+    assert "docs/iam/operator-policy.json (statement Ec2ReadAndLookups)" in message, message
 
 
 def test_refusals_of_every_server_of_a_fleet_are_reported_together(program: Run) -> None:

@@ -23,6 +23,10 @@ PARTITIONS = (
     ("us-iso-", "aws-iso"),
 )
 REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
+# A customer managed policy (IAM's own names: letters, digits and +=,.@-_; an optional path).
+POLICY_ARN_RE = re.compile(
+    r"arn:(?P<partition>aws[a-z-]*):iam::\d{12}:policy/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,128}"
+)
 
 
 # aws.Provider's arguments by how the stack config holds them (pulumi_aws 7.x provider.py; the
@@ -115,6 +119,25 @@ def ebs_kms_key_arn(r: Reader, ctx: Context) -> str | None:
     return _regional_kms_key(
         r, "ebsKmsKeyArn", ctx.region, "EBS only uses keys of the volume's region"
     )
+
+
+def permissions_boundary(r: Reader, ctx: Context) -> str | None:
+    """`devserver:permissionsBoundary`: the managed policy set as boundary on every role."""
+    arn = r.text(
+        "permissionsBoundary",
+        POLICY_ARN_RE,
+        "a customer managed policy ARN (arn:aws:iam::<account>:policy/devserver-boundary)",
+    )
+    if arn is None:
+        return None
+    match = POLICY_ARN_RE.fullmatch(arn)
+    assert match is not None, "text() checked the pattern"
+    partition = _partition(ctx.region)
+    if match["partition"] != partition:
+        allowed = f"a policy in the stack's partition {partition}"
+        r.fail(r.label("permissionsBoundary"), arn, allowed)
+        return None
+    return arn
 
 
 def _regional_kms_key(r: Reader, key: str, region: str, why: str) -> str | None:
@@ -271,5 +294,19 @@ KEYS = (
         "volumes. Empty = the account's EBS default key.",
         default="",
         shown_default="the account's EBS default key",
+    ),
+    Key(
+        "permissionsBoundary",
+        "string",
+        STACK,
+        permissions_boundary,
+        "ARN of the permissions boundary set on every IAM role the stack creates (the instance "
+        "roles, the snapshot role); create it from docs/iam/devserver-boundary.json as "
+        "`devserver-boundary`. Unset: roles get no boundary, and the shipped operator and "
+        "developer policies refuse to create them (docs/security.md).",
+        default="",
+        shown_default="none (required by the shipped IAM policies)",
+        details="A customer managed policy ARN in the stack's partition. Setting or changing it "
+        "updates the roles in place; removing it later is refused by the shipped policies.",
     ),
 )

@@ -40,6 +40,7 @@ def load(types: InstanceTypes, config: pulumi.Config | None = None) -> StackSett
         stack_values["ebsKmsKeyArn"],
         access,
         deploy_key.public_blob if deploy_key else None,
+        stack_values["permissionsBoundary"],
     )
 
     # Problems above do not stop the servers from being checked: every problem shows at once.
@@ -74,6 +75,7 @@ def load(types: InstanceTypes, config: pulumi.Config | None = None) -> StackSett
         or DEFAULT_SNAPSHOT_RETENTION_DAYS,
         snapshots=stack_values["snapshots"] is not False,
         aws_access=access,
+        permissions_boundary=stack_values["permissionsBoundary"],
     )
 
 

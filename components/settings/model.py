@@ -164,6 +164,8 @@ class DevServerSettings:
     """How the stack's AWS provider authenticates (the spot-request canceller does the same)."""
     deploy_public_key: str | None = None
     """The base64 public key blob of `devserver:deployPrivateKey` (None: a generated key)."""
+    permissions_boundary: str | None = None
+    """The managed policy ARN set as permissions boundary on the server's role (None: none)."""
     config_prefix: str = f"{NAMESPACE}:"
     """How error messages name this server's keys: `devserver:` or `devserver:servers[2].`."""
 
@@ -197,6 +199,8 @@ class StackSettings:
     snapshots: bool = True
     aws_access: AwsAccess = field(default_factory=AwsAccess)
     """The stack's `aws:` settings, for the providers and calls the program makes itself."""
+    permissions_boundary: str | None = None
+    """The managed policy ARN set as permissions boundary on the snapshot role (None: none)."""
 
     @property
     def tags(self) -> dict[str, str]:

@@ -28,6 +28,7 @@ class Shared:
     ebs_kms_key_arn: str | None = None
     aws_access: AwsAccess = field(default_factory=lambda: AwsAccess())
     deploy_public_key: str | None = None
+    permissions_boundary: str | None = None
 
 
 def build(r: Reader, ctx: Context, name: str, shared: Shared) -> DevServerSettings | None:
@@ -65,5 +66,6 @@ def build(r: Reader, ctx: Context, name: str, shared: Shared) -> DevServerSettin
         ebs_kms_key_arn=shared.ebs_kms_key_arn,
         aws_access=shared.aws_access,
         deploy_public_key=shared.deploy_public_key,
+        permissions_boundary=shared.permissions_boundary,
         config_prefix=ctx.prefix,
     )

@@ -78,6 +78,8 @@ in
         Whether to run the SSM agent (Session Manager break-glass shell). nixpkgs' amazon-image.nix
         sets `services.amazon-ssm-agent.enable = true` at normal priority, so a plain
         `services.amazon-ssm-agent.enable = false` conflicts with it; this option is the off switch.
+        Whoever may call ssm:StartSession on the instance gets ssm-user with passwordless sudo
+        (root); docs/security.md says who that is with the shipped policies and when to turn it off.
       '';
     };
 

@@ -1,0 +1,321 @@
+"""The shipped IAM policies decide concrete requests as IAM would (tests/iam_eval.py): the
+operator cannot make or change a role without the boundary, developer A cannot touch developer
+B's machine, volume, secret or session, and the preview role allows every lookup the program
+makes in each shape."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.iam_eval import Request, allowed, decide
+from tests.program import FAKE_TOKEN, ROOT, ProgramRun
+from tests.program_actions import ACTIONS, NOT_AWS, is_invoke, registered_types
+
+IAM = ROOT / "docs" / "iam"
+ACCOUNT = "123456789012"
+BOUNDARY = f"arn:aws:iam::{ACCOUNT}:policy/devserver-boundary"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/devserver/alice-role-0a1b2c3"
+INSTANCE = "arn:aws:ec2:eu-west-1:{}:instance/i-0{}".format
+VOLUME = "arn:aws:ec2:eu-west-1:{}:volume/vol-0{}".format
+SECRET = f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:devserver/dev/{{}}/github-token-Ab12"
+
+
+def policy(name: str) -> dict[str, Any]:
+    return dict(json.loads((IAM / name).read_text()))
+
+
+def principal(owner: str | None) -> dict[str, Any]:
+    """The request context every call of this principal carries."""
+    context: dict[str, Any] = {"aws:PrincipalAccount": ACCOUNT}
+    if owner:
+        context["aws:PrincipalTag/devserver:owner"] = owner
+    return context
+
+
+def owned(owner: str) -> dict[str, str]:
+    return {
+        "aws:ResourceTag/devserver:purpose": "devserver",
+        "aws:ResourceTag/devserver:owner": owner,
+    }
+
+
+OPERATOR = [policy("operator-policy.json")]
+DEVELOPER = [policy("developer-policy.json")]
+PURPOSE = {"aws:RequestTag/devserver:purpose": "devserver"}
+
+
+@pytest.mark.parametrize("identity", [OPERATOR, DEVELOPER], ids=["operator", "developer"])
+@pytest.mark.parametrize(
+    ("action", "resource", "context"),
+    [
+        # A role that trusts its creator and holds "Action": "*" is admin: never without the boundary.
+        ("iam:CreateRole", ROLE, {**PURPOSE}),
+        ("iam:CreateRole", ROLE, {**PURPOSE, "iam:PermissionsBoundary": f"arn:aws:iam::{ACCOUNT}:policy/Admin"}),
+        ("iam:PutRolePolicy", ROLE, {**owned("alice")}),
+        ("iam:AttachRolePolicy", ROLE, {**owned("alice"), "iam:PolicyARN": "arn:aws:iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole"}),
+        ("iam:PutRolePermissionsBoundary", ROLE, {**owned("alice"), "iam:PermissionsBoundary": f"arn:aws:iam::{ACCOUNT}:policy/Admin"}),
+        ("iam:DeleteRolePermissionsBoundary", ROLE, {**owned("alice"), "iam:PermissionsBoundary": BOUNDARY}),
+        ("iam:CreatePolicyVersion", BOUNDARY, {}),
+        # Outside the program's own path: not even with the boundary.
+        ("iam:CreateRole", f"arn:aws:iam::{ACCOUNT}:role/admin", {**PURPOSE, "iam:PermissionsBoundary": BOUNDARY, "aws:RequestTag/devserver:owner": "alice"}),
+        ("iam:PutRolePolicy", f"arn:aws:iam::{ACCOUNT}:role/OrganizationAccountAccessRole", {**owned("alice"), "iam:PermissionsBoundary": BOUNDARY}),
+    ],
+)  # fmt: skip
+def test_no_role_is_created_or_changed_without_the_boundary(
+    identity: list[dict[str, Any]], action: str, resource: str, context: dict[str, Any]
+) -> None:
+    request = Request(action, resource, {**principal("alice"), **context})
+    assert decide(request, identity) != "Allow", f"{action} on {resource} with {context}"
+
+
+@pytest.mark.parametrize("identity", [OPERATOR, DEVELOPER], ids=["operator", "developer"])
+def test_the_program_still_creates_and_changes_its_roles_with_the_boundary(
+    identity: list[dict[str, Any]],
+) -> None:
+    me = principal("alice")
+    create = {
+        **PURPOSE,
+        "iam:PermissionsBoundary": BOUNDARY,
+        "aws:RequestTag/devserver:owner": "alice",
+    }
+    change = {**owned("alice"), "iam:PermissionsBoundary": BOUNDARY}
+    dlm = "arn:aws:iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole"
+    for action, context in [
+        ("iam:CreateRole", create),
+        ("iam:TagRole", {**create, "aws:TagKeys": ["devserver:purpose", "devserver:owner"]}),
+        ("iam:PutRolePolicy", change),
+        ("iam:AttachRolePolicy", {**change, "iam:PolicyARN": dlm}),
+        ("iam:PassRole", {**owned("alice"), "iam:PassedToService": "ec2.amazonaws.com"}),
+        ("iam:DeleteRole", owned("alice")),
+    ]:
+        assert decide(Request(action, ROLE, {**me, **context}), identity) == "Allow", action
+
+
+def test_the_boundary_caps_a_role_that_trusts_its_creator() -> None:
+    """Even `"Action": "*"` on a role with the boundary gives only the boundary's few actions,
+    and only on its owner's things."""
+    everything = [
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+        }
+    ]
+    boundary = policy("devserver-boundary.json")
+    alice_role = principal("alice")
+    assert (
+        decide(
+            Request("iam:CreateUser", "arn:aws:iam::123456789012:user/x", alice_role),
+            everything,
+            boundary,
+        )
+        != "Allow"
+    )
+    assert (
+        decide(
+            Request(
+                "ec2:TerminateInstances", INSTANCE(ACCOUNT, "bob"), {**alice_role, **owned("bob")}
+            ),
+            everything,
+            boundary,
+        )
+        != "Allow"
+    )
+    read = "secretsmanager:GetSecretValue"
+    assert (
+        decide(
+            Request(read, SECRET.format("bob"), {**alice_role, **owned("bob")}),
+            everything,
+            boundary,
+        )
+        != "Allow"
+    )
+    assert (
+        decide(
+            Request(read, SECRET.format("alice"), {**alice_role, **owned("alice")}),
+            everything,
+            boundary,
+        )
+        == "Allow"
+    )
+    snapshot = "ec2:CreateSnapshot"
+    assert (
+        decide(
+            Request(snapshot, VOLUME(ACCOUNT, "bob"), {**alice_role, **owned("bob")}),
+            everything,
+            boundary,
+        )
+        != "Allow"
+    )
+    assert (
+        decide(
+            Request(snapshot, VOLUME(ACCOUNT, "alice"), {**alice_role, **owned("alice")}),
+            everything,
+            boundary,
+        )
+        == "Allow"
+    )
+    # The machine's own role: Session Manager's agent actions only as an EC2 instance.
+    agent = {**alice_role, "ec2:SourceInstanceARN": INSTANCE(ACCOUNT, "alice")}
+    assert (
+        decide(Request("ssm:UpdateInstanceInformation", "*", agent), everything, boundary)
+        == "Allow"
+    )
+    assert (
+        decide(Request("ssm:UpdateInstanceInformation", "*", alice_role), everything, boundary)
+        != "Allow"
+    )
+    # A fleet's snapshot role has no owner tag; a developer can never create such a role.
+    fleet = {"aws:PrincipalAccount": ACCOUNT, "aws:PrincipalTag/devserver:purpose": "devserver"}
+    assert (
+        decide(
+            Request(snapshot, VOLUME(ACCOUNT, "bob"), {**fleet, **owned("bob")}),
+            everything,
+            boundary,
+        )
+        == "Allow"
+    )
+    no_owner = Request(
+        "iam:CreateRole",
+        ROLE,
+        {**principal("alice"), **PURPOSE, "iam:PermissionsBoundary": BOUNDARY},
+    )
+    assert decide(no_owner, DEVELOPER) != "Allow", (
+        "a developer's roles always carry their owner tag"
+    )
+
+
+@pytest.mark.parametrize(
+    ("action", "resources", "extra"),
+    [
+        ("ec2:DeleteVolume", [VOLUME(ACCOUNT, "{}")], {}),
+        ("ec2:TerminateInstances", [INSTANCE(ACCOUNT, "{}")], {}),
+        ("ec2:StopInstances", [INSTANCE(ACCOUNT, "{}")], {}),
+        ("ec2:DetachVolume", [INSTANCE(ACCOUNT, "{}"), VOLUME(ACCOUNT, "{}")], {}),
+        ("secretsmanager:GetSecretValue", [SECRET], {}),
+        ("secretsmanager:PutSecretValue", [SECRET], {}),
+        ("ssm:StartSession", [INSTANCE(ACCOUNT, "{}")], {}),
+    ],
+)
+def test_a_developer_touches_their_own_machine_volume_secret_and_session_only(
+    action: str, resources: list[str], extra: dict[str, Any]
+) -> None:
+    def request(owner: str) -> list[Request]:
+        tags = {
+            **owned(owner),
+            "ssm:resourceTag/devserver:owner": owner,
+            "ssm:resourceTag/devserver:purpose": "devserver",
+        }
+        return [
+            Request(action, r.format(owner), {**principal("alice"), **tags, **extra})
+            for r in resources
+        ]
+
+    assert allowed(request("alice"), DEVELOPER), f"alice may {action} her own"
+    assert not allowed(request("bob"), DEVELOPER), f"alice must not {action} bob's"
+    assert allowed(request("bob"), OPERATOR), (
+        f"the operator (an admin) may {action} any of the fleet"
+    )
+
+
+@pytest.mark.parametrize(
+    ("action", "resource", "context"),
+    [
+        # Rewriting the owner tag would turn bob's things into alice's.
+        ("ec2:CreateTags", VOLUME(ACCOUNT, "bob"), {**owned("bob"), "aws:RequestTag/devserver:owner": "alice", "aws:TagKeys": ["devserver:owner"]}),
+        ("ec2:CreateTags", VOLUME(ACCOUNT, "alice"), {**owned("alice"), "aws:RequestTag/devserver:owner": "bob", "aws:TagKeys": ["devserver:owner"]}),
+        ("ec2:DeleteTags", VOLUME(ACCOUNT, "alice"), {**owned("alice"), "aws:TagKeys": ["devserver:owner"]}),
+        ("secretsmanager:TagResource", SECRET.format("bob"), {**owned("bob"), "aws:RequestTag/devserver:owner": "alice", "aws:TagKeys": ["devserver:owner"]}),
+        ("iam:TagRole", ROLE.replace("alice", "bob"), {**owned("bob"), **PURPOSE, "aws:RequestTag/devserver:owner": "alice", "aws:TagKeys": ["devserver:owner"]}),
+        # Created as someone else.
+        ("ec2:RunInstances", INSTANCE(ACCOUNT, "new"), {"aws:RequestTag/devserver:owner": "bob"}),
+        ("ec2:CreateVolume", VOLUME(ACCOUNT, "new"), {"aws:RequestTag/devserver:owner": "bob"}),
+        ("secretsmanager:CreateSecret", SECRET.format("bob"), {"aws:RequestTag/devserver:owner": "bob"}),
+        # Bob's role on alice's machine would read bob's token.
+        ("iam:PassRole", ROLE.replace("alice", "bob"), {**owned("bob"), "iam:PassedToService": "ec2.amazonaws.com"}),
+    ],
+)  # fmt: skip
+def test_a_developer_cannot_take_over_another_developers_things(
+    action: str, resource: str, context: dict[str, Any]
+) -> None:
+    assert (
+        decide(Request(action, resource, {**principal("alice"), **context}), DEVELOPER) != "Allow"
+    )
+
+
+def test_a_principal_without_an_owner_tag_gets_nothing_from_the_developer_policy() -> None:
+    untagged = {**principal(None), **owned("bob")}
+    assert (
+        decide(Request("ec2:TerminateInstances", INSTANCE(ACCOUNT, "bob"), untagged), DEVELOPER)
+        == "ExplicitDeny"
+    )
+
+
+@pytest.fixture(scope="module")
+def invokes() -> set[str]:
+    return {t for t in registered_types() if is_invoke(t) and not NOT_AWS.match(t)}
+
+
+def test_the_preview_role_allows_every_lookup_the_program_makes(invokes: set[str]) -> None:
+    preview = [policy("preview-policy.json")]
+    missing = sorted(
+        f"{action} (for {token})"
+        for token in invokes
+        for action in ACTIONS[token]
+        if decide(Request(action, "*", principal(None)), preview) != "Allow"
+    )
+    assert "aws:ec2/getInstance:getInstance" in invokes, "the shapes read an existing machine"
+    assert missing == [], f"preview-policy.json does not allow: {missing}"
+
+
+def test_the_preview_role_changes_nothing_in_aws() -> None:
+    preview = policy("preview-policy.json")
+    writes = [
+        a
+        for s in preview["Statement"]
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        if not a.split(":")[1].startswith(("Describe", "Get", "List")) and not a.startswith("s3:")
+    ]
+    assert writes == [], f"a preview only reads: {writes}"
+
+
+def test_every_role_the_program_creates_carries_the_boundary_under_its_own_path(
+    program: Callable[..., ProgramRun],
+) -> None:
+    run = program(
+        {"devserver:permissionsBoundary": BOUNDARY}, secrets={"devserver:githubToken": FAKE_TOKEN}
+    )
+    roles = run.of_type("aws:iam/role:Role")
+    assert len(roles) == 2, "the instance role and the snapshot role"
+    for role in roles:
+        assert role.inputs.get("permissionsBoundary") == BOUNDARY, role.name
+        assert role.inputs.get("path") == "/devserver/", role.name
+    for profile in run.of_type("aws:iam/instanceProfile:InstanceProfile"):
+        assert profile.inputs.get("path") == "/devserver/", profile.name
+    snapshot_role = run.named("home-snapshots-role")
+    assert snapshot_role.inputs["tags"]["devserver:owner"] == "alice", (
+        "a one-server stack's snapshot role is its developer's (the boundary scopes it by owner)"
+    )
+
+
+def test_the_agents_actions_are_scoped_by_the_condition_key_aws_offers(
+    program: Callable[..., ProgramRun],
+) -> None:
+    """No resource type exists for them (Service Authorization Reference), so `*` stays, and
+    ec2:SourceInstanceARN limits them to EC2 instances of the role's account."""
+    run = program(secrets={"devserver:githubToken": FAKE_TOKEN})
+    (statement,) = json.loads(run.named("devserver-session-manager").inputs["policy"])["Statement"]
+    assert statement["Resource"] == "*"
+    arn = statement["Condition"]["ArnLike"]["ec2:SourceInstanceARN"]
+    assert arn.startswith("arn:aws:ec2:*:") and arn.endswith(":instance/*"), arn
+    mine = Request(
+        "ssm:UpdateInstanceInformation", "*", {"ec2:SourceInstanceARN": arn.replace("*", "x")}
+    )
+    assert decide(mine, [{"Statement": [statement]}]) == "Allow"
+    assert (
+        decide(Request("ssm:UpdateInstanceInformation", "*", {}), [{"Statement": [statement]}])
+        != "Allow"
+    )
