@@ -66,4 +66,5 @@ def build(r: Reader, ctx: Context, name: str, shared: Shared) -> DevServerSettin
         aws_access=shared.aws_access,
         deploy_public_key=shared.deploy_public_key,
         config_prefix=ctx.prefix,
+        github_user_id=v["githubUserId"],
     )

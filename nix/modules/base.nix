@@ -177,7 +177,10 @@ in
         KbdInteractiveAuthentication = lib.mkDefault false;
       };
       # sshd passes the requested login (%u); the helper answers only for our user.
-      authorizedKeysCommand = "${keysCommandPath} %u ${userName} ${cfg.githubUser} ${keysCacheDir} ${toString cfg.ssh.keysTimeoutSeconds}";
+      # The pinned GitHub user id, when set, is the helper's sixth argument.
+      authorizedKeysCommand = "${keysCommandPath} %u ${userName} ${cfg.githubUser} ${keysCacheDir} ${toString cfg.ssh.keysTimeoutSeconds}${
+        lib.optionalString (cfg.githubUserId != null) " ${toString cfg.githubUserId}"
+      }";
       authorizedKeysCommandUser = "devserver-keys";
     };
     environment.etc.${lib.removePrefix "/etc/" keysCommandPath} = {

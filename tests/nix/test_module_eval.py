@@ -126,6 +126,15 @@ def test_full_name_that_would_break_etc_passwd_is_refused(full_name: str) -> Non
     assert any("devserver.user.fullName" in m and "/etc/passwd" in m for m in messages), messages
 
 
+def test_the_keys_command_checks_the_pinned_github_user_id_only_when_one_is_set(
+    sample: dict[str, Any],
+) -> None:
+    # base.nix: "<wrapper> %u <user> <githubUser> <cache dir> <timeout> [<githubUserId>]".
+    assert len(sample["openssh"]["authorizedKeysCommand"].split()) == 6
+    pinned = evaluate("{ devserver.githubUserId = 583231; }")
+    assert pinned["openssh"]["authorizedKeysCommand"].split()[6:] == ["583231"]
+
+
 def test_keys_command_is_a_root_owned_0755_copy_under_etc_never_a_store_path(
     sample: dict[str, Any],
 ) -> None:
