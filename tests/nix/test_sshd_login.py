@@ -117,6 +117,8 @@ class GitHubStandIn:
     body: str
     requests: list[str] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
+    delay: float = 0.0
+    """Seconds before each answer: a slow GitHub."""
 
     @property
     def url(self) -> str:
@@ -129,6 +131,7 @@ class GitHubStandIn:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 stand_in.requests.append(self.path)
+                time.sleep(stand_in.delay)
                 payload = stand_in.body.encode()
                 self.send_response(200 if self.path == f"/{GITHUB_USER}.keys" else 404)
                 self.send_header("Content-Length", str(len(payload)))
@@ -155,6 +158,8 @@ class Machine:
     user: str
     client_key: Path
     github: GitHubStandIn
+    keys_timeout: int = 2
+    """The keys command's timeout argument (ssh.keysTimeoutSeconds; the module's default is 5)."""
 
     @property
     def wrapper(self) -> Path:
@@ -168,6 +173,14 @@ class Machine:
     def cache(self) -> Path:
         return self.root / "var" / "cache" / "devserver-ssh-keys"
 
+    def use_github(self, github: GitHubStandIn) -> None:
+        """The module's wrapper, plus one test-only line: sshd passes no DEVSERVER_GITHUB_URL."""
+        self.github = github
+        self.wrapper.write_text(
+            f'#!/bin/sh\nexport DEVSERVER_GITHUB_URL={github.url}\nexec {self.store_script} "$@"\n'
+        )
+        self.wrapper.chmod(0o755)
+
     def age_cache(self) -> None:
         """An hour passes: the keys helper's cache is no longer fresh, so GitHub is asked again."""
         hour_ago = time.time() - 3600
@@ -180,7 +193,7 @@ class Machine:
 
     def keys_command(self, program: Path) -> str:
         # base.nix: "<wrapper> %u <user> <githubUser> <cache dir> <timeout>".
-        return f"{program} %u {self.user} {GITHUB_USER} {self.cache} 2"
+        return f"{program} %u {self.user} {GITHUB_USER} {self.cache} {self.keys_timeout}"
 
     def sshd_config(self, program: Path, port: int) -> Path:
         config = self.root / f"sshd_config.{port}"
@@ -251,15 +264,11 @@ def machine(layout: tuple[Path, str, Path]) -> Iterator[Machine]:
     shutil.rmtree(m.cache, ignore_errors=True)
     m.cache.mkdir(parents=True)
     shutil.chown(m.cache, "nobody", "nogroup")
-    # The module's wrapper, plus one test-only line: sshd passes no DEVSERVER_GITHUB_URL.
-    m.wrapper.write_text(
-        f'#!/bin/sh\nexport DEVSERVER_GITHUB_URL={github.url}\nexec {m.store_script} "$@"\n'
-    )
-    m.wrapper.chmod(0o755)
+    m.use_github(github)
     try:
         yield m
     finally:
-        github.stop()
+        m.github.stop()
 
 
 @dataclass
