@@ -388,6 +388,7 @@ class DevServer(pulumi.ComponentResource):
                 # devserver:nixosRelease never rewrites it on a running machine.
                 stateVersion=args.state_version or s.image.nixos_release,
                 personalFlake=s.personal_flake,
+                githubUserId=s.github_user_id,
             )
             m = self.machine
             self.deployment = FlakeDeployment(

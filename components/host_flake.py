@@ -54,6 +54,8 @@ class HostFlake:
     stateVersion: str
     personalFlake: str | None = None
     """The person's own flake over the shared modules (devserver:personalFlake), or None."""
+    githubUserId: int | None = None
+    """The GitHub account id the login must still belong to (devserver:githubUserId), or None."""
 
     def render(self, template: str | None = None) -> str:
         """The flake text: every quoted placeholder replaced by a Nix value, each exactly once."""

@@ -68,12 +68,12 @@ eval_true "nix/config/starship.toml" "
 # The host template: every placeholder exactly once, then a sample render evaluated through `outputs`
 # with a stand-in nixosSystem that returns its arguments.
 template="$nix_dir/templates/host/flake.nix"
-for placeholder in sharedFlake hostName system user fullName email githubUser region \
+for placeholder in sharedFlake hostName system user fullName email githubUser githubUserId region \
   tokenSecretId idleStopMinutes stateVersion personalFlake; do
   count=$(grep -o "\"@${placeholder}@\"" "$template" | wc -l)
   [[ "$count" -eq 1 ]] || fail "templates/host/flake.nix: \"@${placeholder}@\" appears $count times, expected 1"
 done
-leftover=$(grep -o '"@[A-Za-z]*@"' "$template" | sort -u | grep -cvE '"@(sharedFlake|hostName|system|user|fullName|email|githubUser|region|tokenSecretId|idleStopMinutes|stateVersion|personalFlake)@"' || true)
+leftover=$(grep -o '"@[A-Za-z]*@"' "$template" | sort -u | grep -cvE '"@(sharedFlake|hostName|system|user|fullName|email|githubUser|githubUserId|region|tokenSecretId|idleStopMinutes|stateVersion|personalFlake)@"' || true)
 [[ "$leftover" -eq 0 ]] || fail "templates/host/flake.nix has placeholders outside the contract"
 
 # Values AWS returns are not placeholders: the flake reads them from machine.json beside it.
@@ -94,6 +94,7 @@ render() {
     -e 's|"@fullName@"|"Alice Example"|' \
     -e 's|"@email@"|"alice@example.com"|' \
     -e 's|"@githubUser@"|"octocat"|' \
+    -e 's|"@githubUserId@"|583231|' \
     -e 's|"@region@"|"eu-west-1"|' \
     -e "s|\"@tokenSecretId@\"|$secret_id|" \
     -e 's|"@idleStopMinutes@"|45|' \

@@ -263,6 +263,7 @@ def test_rendered_host_flake_parses_and_evaluates_to_the_settings(
         "email": "alice@example.com",
     }
     assert value["devserver"]["githubUser"] == "alice-example"
+    assert value["devserver"]["githubUserId"] is None, "unset: the login is not pinned"
     assert value["devserver"]["token"]["secretId"] == (SECRET_NAME if secrets else None)
     assert value["devserver"]["token"]["region"] == "eu-west-1"
     machine = _machine_json(run)
@@ -362,3 +363,8 @@ def test_no_deployment_when_turned_off_or_when_the_machine_is_stopped(program: R
         program({"devserver:deploy": False}).one("aws:ec2/instance:Instance").inputs.get("keyName")
         is None
     )
+
+
+def test_the_pinned_github_user_id_reaches_the_host_flake_as_a_nix_integer(program: Run) -> None:
+    text = _flake_text(program({"devserver:githubUserId": 583231}))
+    assert "githubUserId = 583231;" in text, text

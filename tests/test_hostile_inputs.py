@@ -309,6 +309,14 @@ REFUSED: list[tuple[str, list[Value]]] = [
                 ("in quotes",),
             ),
             Value(
+                fleet({**ALICE, "githubUserId": "octocat"}),
+                ("devserver:servers[0].githubUserId", "'octocat'", "a whole number from 0"),
+            ),
+            Value(
+                {"devserver:githubUserId": -583231},
+                ("devserver:githubUserId", "-583231", "a whole number from 0"),
+            ),
+            Value(
                 fleet({**ALICE, "preset": "x86-spot", "spotMaxPrice": 1e-05}),
                 ("devserver:servers[0].spotMaxPrice",),
                 ("in quotes",),

@@ -61,6 +61,7 @@ def test_declared_defaults_are_the_code_defaults_or_mean_unset() -> None:
         *settings.PRESET_SIZE_KEYS,
         "idleStopMinutes",
         "rebuild",
+        "githubUserId",
     }
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +59,118 @@ def test_flake_lock_update_is_checked_on_both_systems_before_the_pr() -> None:
     assert "check" in pr["needs"]
     create = next(s for s in pr["steps"] if "create-pull-request" in s.get("uses", ""))
     assert "update flake.lock" in create["with"]["commit-message"]
+
+
+# Triggers that run code a maintainer has not reviewed (a PR's branch) or give it the base
+# repository's secrets (pull_request_target, workflow_run after one): GitHub "Security hardening
+# for GitHub Actions", "Understanding the risks of untrusted code checkout".
+UNREVIEWED_CODE = {"pull_request", "pull_request_target", "workflow_run"}
+PRIVILEGED_FOR_FORKS = {"pull_request_target", "workflow_run"}
+FORK_CHECK = "github.event.pull_request.head.repo.full_name == github.repository"
+
+
+def triggers(workflow: dict[str, Any]) -> set[str]:
+    on = workflow[True]  # YAML 1.1 reads the key `on` as True
+    return {on} if isinstance(on, str) else set(on)
+
+
+def holds_secrets(job: dict[str, Any]) -> bool:
+    """A job that can read a stack's secrets or act as the AWS role: a `secrets.` reference
+    (other than the run's own GITHUB_TOKEN) or an OIDC token."""
+    text = yaml.safe_dump(job)
+    named = set(re.findall(r"secrets\.(\w+)", text)) - {"GITHUB_TOKEN"}
+    return bool(named) or job.get("permissions", {}).get("id-token") == "write"
+
+
+@pytest.mark.parametrize("path", sorted(WORKFLOWS.glob("*.yml")), ids=lambda p: p.name)
+def test_no_job_with_stack_secrets_runs_on_unreviewed_code(path: Path) -> None:
+    workflow = yaml.safe_load(path.read_text())
+    on = triggers(workflow)
+    for name, job in workflow["jobs"].items():
+        if not holds_secrets(job):
+            continue
+        assert not on & PRIVILEGED_FOR_FORKS, (
+            f"{path.name}: job {name} holds secrets on {sorted(on & PRIVILEGED_FOR_FORKS)}, "
+            "which hands them to fork code"
+        )
+        if on & UNREVIEWED_CODE:
+            environment = job.get("environment")
+            env_name = environment.get("name") if isinstance(environment, dict) else environment
+            assert env_name, (
+                f"{path.name}: job {name} holds secrets on a pull request without a protected "
+                "environment (required reviewers approve the PR's code first)"
+            )
+            assert FORK_CHECK in job.get("if", ""), (
+                f"{path.name}: job {name} holds secrets and does not refuse forks ({FORK_CHECK})"
+            )
+
+
+def test_the_preview_environment_holds_the_stack_secrets_and_the_aws_role() -> None:
+    job = load("preview.yml")["jobs"]["preview"]
+    assert job["environment"] == "preview"
+    assert set(re.findall(r"secrets\.(\w+)", yaml.safe_dump(job))) == {
+        "PULUMI_ACCESS_TOKEN",
+        "PULUMI_CONFIG_PASSPHRASE",
+    }
+    finder = load("preview.yml")["jobs"]["stacks"]
+    assert not holds_secrets(finder), "the job that reads the PR's file list holds nothing"
+
+
+def run_stack_finder(tmp_path: Path, changed: dict[str, str], **env: str) -> list[str]:
+    """The `find` step of preview.yml, run in a git repository whose HEAD is a PR's merge commit."""
+    step = next(s for s in load("preview.yml")["jobs"]["stacks"]["steps"] if s.get("id") == "find")
+    repo = tmp_path / "repo"
+    repo.mkdir(parents=True)
+
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+        )
+
+    git("init", "-q")
+    (repo / "Pulumi.yaml").write_text("name: devserver\n")
+    (repo / "Pulumi.dev.yaml").write_text("config: {}\n")
+    (repo / "Pulumi.bob.yaml").write_text("config: {}\n")
+    git("add", ".")
+    git("commit", "-qm", "base")
+    for name, text in changed.items():
+        (repo / name).write_text(text)
+    git("add", ".")
+    git("commit", "-qm", "the PR")
+    output = tmp_path / "github-output"
+    output.touch()
+    subprocess.run(
+        ["bash", "-c", step["run"]],
+        cwd=repo,
+        env={"PATH": os.environ["PATH"], "GITHUB_OUTPUT": str(output), **env},
+        check=True,
+        capture_output=True,
+    )
+    line = next(x for x in output.read_text().splitlines() if x.startswith("stacks="))
+    stacks: list[str] = json.loads(line.removeprefix("stacks="))
+    return stacks
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="the workflow's step uses jq")
+def test_only_real_stacks_are_previewed_never_the_example(tmp_path: Path) -> None:
+    changed = {
+        "Pulumi.dev.yaml": "config: {devserver:user: changed}\n",  # the example stack file
+        "Pulumi.alice.yaml": "config: {}\n",
+        "README.md": "docs\n",
+    }
+    assert run_stack_finder(tmp_path, changed) == ["alice"]
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="the workflow's step uses jq")
+def test_a_configured_stack_list_wins_and_pr_controlled_names_are_not_passed_on(
+    tmp_path: Path,
+) -> None:
+    changed = {"Pulumi.$(id).yaml": "config: {}\n"}
+    assert run_stack_finder(tmp_path, changed) == []
+    assert run_stack_finder(tmp_path / "2", changed, PREVIEW_STACKS="alice bob") == [
+        "alice",
+        "bob",
+    ]

@@ -30,6 +30,8 @@ CONTROL_CHARS = r"\x00-\x1f\x7f-\x9f"
 EMAIL_RE = re.compile(
     rf"[^@\s\"'`$\\{CONTROL_CHARS}]+@[^@\s\"'`$\\{CONTROL_CHARS}]+\.[^@\s\"'`$\\{CONTROL_CHARS}]+"
 )
+# Far above any GitHub account id (they count up from 1; about 2e8 in 2025) and a safe Nix integer.
+MAX_GITHUB_USER_ID = 10**12
 # RFC 5321's 256-octet path limit minus the angle brackets.
 MAX_EMAIL_LENGTH = 254
 # The full name is the account's GECOS field (NixOS passwdEntry: no ':' or newline) and a Nix
@@ -75,6 +77,11 @@ def github_user(r: Reader, ctx: Context) -> str:
         "a GitHub user name (letters, digits, single hyphens, at most 39)",
         "the GitHub account whose public keys may log in",
     )
+
+
+def github_user_id(r: Reader, ctx: Context) -> int | None:
+    # GitHub user ids are positive; 0 (the declared default) means unset.
+    return r.integer("githubUserId", 0, MAX_GITHUB_USER_ID, default=0) or None
 
 
 def full_name(r: Reader, ctx: Context) -> str | None:
@@ -148,6 +155,20 @@ KEYS = (
         "(required for a single server; a fleet sets it per entry in servers).",
         default="",
         shown_default="required",
+    ),
+    Key(
+        "githubUserId",
+        "integer",
+        SERVER,
+        github_user_id,
+        "The numeric id of the githubUser account (its id in "
+        "`curl https://api.github.com/users/<githubUser>`). When set, the machine offers the "
+        "account's keys only while GitHub says "
+        "the login still belongs to this id, so a renamed account's freed login, registered by "
+        "someone else, is not let in.",
+        default=0,
+        shown_default="unset (the login is not pinned)",
+        details='A whole number; 0 means unset. See docs/security.md, "Who can log in".',
     ),
     Key(
         "fullName",

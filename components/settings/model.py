@@ -168,6 +168,8 @@ class DevServerSettings:
     """The managed policy ARN set as permissions boundary on the server's role (None: none)."""
     config_prefix: str = f"{NAMESPACE}:"
     """How error messages name this server's keys: `devserver:` or `devserver:servers[2].`."""
+    github_user_id: int | None = None
+    """The numeric GitHub id the login must still belong to (devserver:githubUserId), or None."""
 
     @property
     def tags(self) -> dict[str, str]:

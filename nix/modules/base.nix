@@ -177,8 +177,17 @@ in
         KbdInteractiveAuthentication = lib.mkDefault false;
       };
       # sshd passes the requested login (%u); the helper answers only for our user.
-      authorizedKeysCommand = "${keysCommandPath} %u ${userName} ${cfg.githubUser} ${keysCacheDir} ${toString cfg.ssh.keysTimeoutSeconds}";
+      # The pinned GitHub user id, when set, is the helper's sixth argument.
+      authorizedKeysCommand = "${keysCommandPath} %u ${userName} ${cfg.githubUser} ${keysCacheDir} ${toString cfg.ssh.keysTimeoutSeconds}${
+        lib.optionalString (cfg.githubUserId != null) " ${toString cfg.githubUserId}"
+      }";
       authorizedKeysCommandUser = "devserver-keys";
+      # GitHub is the only source of the developer's keys: sshd.nix otherwise adds
+      # %h/.ssh/authorized_keys, where a key on the kept /home would outlive its revocation at
+      # GitHub (and root's /root/.ssh/authorized_keys from EC2 metadata the deploy key's rotation).
+      # Root's deploy key is declared (rootAuthorizedKeys -> /etc/ssh/authorized_keys.d/root).
+      # Not mkDefault: a host that wants home files back must say so with lib.mkForce.
+      authorizedKeysInHomedir = false;
     };
     environment.etc.${lib.removePrefix "/etc/" keysCommandPath} = {
       mode = "0755";

@@ -54,6 +54,18 @@ in
         may log in as {option}`devserver.user.name`.
       '';
     };
+
+    githubUserId = lib.mkOption {
+      type = lib.types.nullOr lib.types.ints.positive;
+      default = null;
+      example = 583231;
+      description = ''
+        Numeric id of the {option}`devserver.githubUser` account (`id` in
+        `curl https://api.github.com/users/<githubUser>`). When set, sshd is offered the keys only
+        while GitHub says the login still belongs to this id: a login is a name GitHub frees when
+        an account is renamed, and someone else may register it. `null` trusts the name alone.
+      '';
+    };
   };
 
   # Only checked when some part uses the identity: importing the options alone asks nothing.

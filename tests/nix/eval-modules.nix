@@ -357,6 +357,29 @@ let
       };
     };
 
+  # Stands in for nixpkgs' sshd module (nixos/modules/services/networking/ssh/sshd.nix, current
+  # master as indexed): authorizedKeysInHomedir defaults to true and adds %h/.ssh/authorized_keys
+  # before /etc/ssh/authorized_keys.d/%u; sshd_config gets "AuthorizedKeysFile <files joined by
+  # spaces>" (toString of the list).
+  sshdStub =
+    { config, ... }:
+    let
+      cfg = config.services.openssh;
+    in
+    {
+      options.services.openssh = {
+        authorizedKeysInHomedir = lib.mkOption {
+          type = lib.types.bool;
+          default = true;
+        };
+        authorizedKeysFiles = listOption lib.types.str;
+      };
+      config.services.openssh.authorizedKeysFiles = lib.mkIf (cfg.enable or false) (
+        lib.optional cfg.authorizedKeysInHomedir "%h/.ssh/authorized_keys"
+        ++ [ "/etc/ssh/authorized_keys.d/%u" ]
+      );
+    };
+
   evaluated = lib.evalModules {
     specialArgs = {
       modulesPath = toString ./fake-modulesPath;
@@ -366,6 +389,7 @@ let
       nixosStub
       usersStub
       ssmAgentStub
+      sshdStub
       { _module.args.pkgs = pkgs; }
       # Exactly what a host flake imports.
       outputs.nixosModules.devserver
@@ -397,6 +421,8 @@ in
   home = config.fileSystems."/home" or null;
   swap = config.zramSwap or null;
   openssh = config.services.openssh;
+  # The line sshd.nix renders into sshd_config from the evaluated settings.
+  sshdAuthorizedKeysFile = "AuthorizedKeysFile ${toString config.services.openssh.authorizedKeysFiles}";
   user = config.users.users.${user};
   users = lib.mapAttrs (_: u: {
     inherit (u)

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.nix.test_sshd_login import module_in_homedir, nixos_authorized_keys_file
+
 HARNESS = Path(__file__).resolve().parent / "eval-modules.nix"
 LIB = os.environ.get("NIXPKGS_LIB", "")
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:devserver/alice/github-token-AbCdEf"
@@ -124,6 +126,26 @@ def test_login_name_of_32_characters_is_refused_31_accepted() -> None:
 def test_full_name_that_would_break_etc_passwd_is_refused(full_name: str) -> None:
     messages = failed_assertions(f'{{ devserver.user.fullName = "{full_name}"; }}')
     assert any("devserver.user.fullName" in m and "/etc/passwd" in m for m in messages), messages
+
+
+def test_github_is_the_only_source_of_the_developers_keys_and_root_has_only_its_declared_one(
+    sample: dict[str, Any],
+) -> None:
+    # sshd.nix would add %h/.ssh/authorized_keys (the kept /home, and root's EC2-metadata file).
+    assert sample["openssh"]["authorizedKeysInHomedir"] is False
+    assert sample["openssh"]["authorizedKeysFiles"] == ["/etc/ssh/authorized_keys.d/%u"]
+    assert sample["users"]["root"]["authorizedKeys"], "root keeps its declared deploy key"
+    # The real-sshd test renders the same line from base.nix when it runs without Nix.
+    assert sample["sshdAuthorizedKeysFile"] == nixos_authorized_keys_file(module_in_homedir())
+
+
+def test_the_keys_command_checks_the_pinned_github_user_id_only_when_one_is_set(
+    sample: dict[str, Any],
+) -> None:
+    # base.nix: "<wrapper> %u <user> <githubUser> <cache dir> <timeout> [<githubUserId>]".
+    assert len(sample["openssh"]["authorizedKeysCommand"].split()) == 6
+    pinned = evaluate("{ devserver.githubUserId = 583231; }")
+    assert pinned["openssh"]["authorizedKeysCommand"].split()[6:] == ["583231"]
 
 
 def test_keys_command_is_a_root_owned_0755_copy_under_etc_never_a_store_path(

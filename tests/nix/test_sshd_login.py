@@ -12,7 +12,9 @@ Needs root (sshd, a throwaway login account), /usr/sbin/sshd, ssh and ssh-keygen
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -38,6 +40,50 @@ GITHUB_USER = "octocat"
 # nix/modules/base.nix: the wrapper's place and the arguments after %u.
 WRAPPER = "etc/ssh/devserver-github-authorized-keys"
 STORE_SCRIPT = "nix/store/00000000000000000000000000000000-devserver-github-authorized-keys/bin/devserver-github-authorized-keys"
+
+BASE_NIX = REPO / "nix" / "modules" / "base.nix"
+HARNESS = REPO / "tests" / "nix" / "eval-modules.nix"
+
+
+def nixos_authorized_keys_file(in_homedir: bool) -> str:
+    """The AuthorizedKeysFile line nixpkgs' sshd.nix renders (nixos/modules/services/networking/
+    ssh/sshd.nix, master as indexed): `lib.optional cfg.authorizedKeysInHomedir
+    "%h/.ssh/authorized_keys" ++ [ "/etc/ssh/authorized_keys.d/%u" ]`, then
+    "AuthorizedKeysFile ${toString cfg.authorizedKeysFiles}"."""
+    files = ["%h/.ssh/authorized_keys"] if in_homedir else []
+    return "AuthorizedKeysFile " + " ".join([*files, "/etc/ssh/authorized_keys.d/%u"])
+
+
+def module_in_homedir() -> bool:
+    """nix/modules/base.nix's services.openssh.authorizedKeysInHomedir (upstream default: true)."""
+    found = re.findall(
+        r"^\s*authorizedKeysInHomedir = (?:lib\.mk\w+ )?(true|false);", BASE_NIX.read_text(), re.M
+    )
+    assert len(found) <= 1, f"{BASE_NIX} sets authorizedKeysInHomedir more than once: {found}"
+    return found == [] or found[0] == "true"
+
+
+def module_authorized_keys_file() -> str:
+    """The line the devserver modules give sshd: evaluated from the modules when Nix and a nixpkgs
+    lib are at hand (NIXPKGS_LIB), else base.nix's setting through the same rendering rule
+    (tests/nix/test_module_eval.py checks that both agree)."""
+    lib = os.environ.get("NIXPKGS_LIB", "")
+    if lib and shutil.which("nix-instantiate"):
+        done = subprocess.run(
+            [
+                *("nix-instantiate", "--option", "experimental-features", ""),
+                *("--eval", "--strict", "--json", str(HARNESS), "--arg", "libPath", lib),
+                *("-A", "sshdAuthorizedKeysFile"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "NIX_PATH": ""},
+        )
+        line: str = json.loads(done.stdout)
+        return line
+    return nixos_authorized_keys_file(module_in_homedir())
+
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="sshd and a throwaway login account need root"),
@@ -71,6 +117,8 @@ class GitHubStandIn:
     body: str
     requests: list[str] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
+    delay: float = 0.0
+    """Seconds before each answer: a slow GitHub."""
 
     @property
     def url(self) -> str:
@@ -83,6 +131,7 @@ class GitHubStandIn:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 stand_in.requests.append(self.path)
+                time.sleep(stand_in.delay)
                 payload = stand_in.body.encode()
                 self.send_response(200 if self.path == f"/{GITHUB_USER}.keys" else 404)
                 self.send_header("Content-Length", str(len(payload)))
@@ -109,6 +158,8 @@ class Machine:
     user: str
     client_key: Path
     github: GitHubStandIn
+    keys_timeout: int = 2
+    """The keys command's timeout argument (ssh.keysTimeoutSeconds; the module's default is 5)."""
 
     @property
     def wrapper(self) -> Path:
@@ -122,9 +173,27 @@ class Machine:
     def cache(self) -> Path:
         return self.root / "var" / "cache" / "devserver-ssh-keys"
 
+    def use_github(self, github: GitHubStandIn) -> None:
+        """The module's wrapper, plus one test-only line: sshd passes no DEVSERVER_GITHUB_URL."""
+        self.github = github
+        self.wrapper.write_text(
+            f'#!/bin/sh\nexport DEVSERVER_GITHUB_URL={github.url}\nexec {self.store_script} "$@"\n'
+        )
+        self.wrapper.chmod(0o755)
+
+    def age_cache(self) -> None:
+        """An hour passes: the keys helper's cache is no longer fresh, so GitHub is asked again."""
+        hour_ago = time.time() - 3600
+        for path in self.cache.iterdir():
+            os.utime(path, (hour_ago, hour_ago))
+
+    def authorized_keys_file(self) -> str:
+        # The module's line, with absolute paths moved into this test's tree (%h and %u stay).
+        return module_authorized_keys_file().replace(" /etc/", f" {self.root}/etc/")
+
     def keys_command(self, program: Path) -> str:
         # base.nix: "<wrapper> %u <user> <githubUser> <cache dir> <timeout>".
-        return f"{program} %u {self.user} {GITHUB_USER} {self.cache} 2"
+        return f"{program} %u {self.user} {GITHUB_USER} {self.cache} {self.keys_timeout}"
 
     def sshd_config(self, program: Path, port: int) -> Path:
         config = self.root / f"sshd_config.{port}"
@@ -139,7 +208,7 @@ class Machine:
             "KbdInteractiveAuthentication no\n"
             "PubkeyAuthentication yes\n"
             "PermitRootLogin prohibit-password\n"
-            "AuthorizedKeysFile none\n"
+            f"{self.authorized_keys_file()}\n"
             f"AuthorizedKeysCommand {self.keys_command(program)}\n"
             "AuthorizedKeysCommandUser nobody\n"
             "LogLevel VERBOSE\n"
@@ -195,15 +264,11 @@ def machine(layout: tuple[Path, str, Path]) -> Iterator[Machine]:
     shutil.rmtree(m.cache, ignore_errors=True)
     m.cache.mkdir(parents=True)
     shutil.chown(m.cache, "nobody", "nogroup")
-    # The module's wrapper, plus one test-only line: sshd passes no DEVSERVER_GITHUB_URL.
-    m.wrapper.write_text(
-        f'#!/bin/sh\nexport DEVSERVER_GITHUB_URL={github.url}\nexec {m.store_script} "$@"\n'
-    )
-    m.wrapper.chmod(0o755)
+    m.use_github(github)
     try:
         yield m
     finally:
-        github.stop()
+        m.github.stop()
 
 
 @dataclass
@@ -331,6 +396,7 @@ def test_github_outage_still_lets_the_developer_in_from_the_cached_keys(
     sshd = start_sshd(machine.wrapper)
     assert ssh_login(machine, sshd).returncode == 0, sshd.text()
     machine.github.stop()  # connection refused from now on
+    machine.age_cache()
 
     result = ssh_login(machine, sshd)
 
@@ -359,3 +425,30 @@ def test_verify_login_agrees_with_sshd_on_both_layouts(
     bad = verify_login(machine, start_sshd(machine.store_script))
     assert bad.returncode == 2, bad.stderr
     assert f'Unsafe AuthorizedKeysCommand "{machine.store_script}"' in bad.stderr
+
+
+def test_a_key_in_the_home_authorized_keys_is_refused_once_github_no_longer_lists_it(
+    machine: Machine, start_sshd: StartSshd
+) -> None:
+    # The developer (or anything running as them) once copied the key into ~/.ssh/authorized_keys,
+    # on the /home volume that outlives every rebuild and arch switch.
+    ssh_dir = machine.root / "home" / machine.user / ".ssh"
+    ssh_dir.mkdir(mode=0o700)
+    shutil.copy(f"{machine.client_key}.pub", ssh_dir / "authorized_keys")
+    (ssh_dir / "authorized_keys").chmod(0o600)
+    for path in (ssh_dir, ssh_dir / "authorized_keys"):
+        shutil.chown(path, machine.user, machine.user)
+    try:
+        sshd = start_sshd(machine.wrapper)
+        assert ssh_login(machine, sshd).returncode == 0, sshd.text()
+        machine.github.body = ""  # the key is revoked at GitHub
+        machine.age_cache()  # once the helper's fresh-cache minute is over
+
+        result = ssh_login(machine, sshd)
+
+        assert result.returncode == 255, (
+            f"a key GitHub no longer lists still logs in ({module_authorized_keys_file()}):\n"
+            f"{sshd.text()}"
+        )
+    finally:
+        shutil.rmtree(ssh_dir)

@@ -28,11 +28,14 @@ import fcntl
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.nix.test_sshd_login import SSHD, GitHubStandIn, StartSshd, layout, machine, start_sshd
+from tests.nix.test_sshd_login import Machine as SshdMachine
 from tests.scripts.aws_support import FETCH_SCRIPT, REGION
 from tests.scripts.test_apply_flake import (
     USER,
@@ -42,6 +45,7 @@ from tests.scripts.test_apply_flake import (
     full_args,
     make_machine,
 )
+from tests.sshkeys import ed25519_keypair
 
 SCRIPTS = VERIFY_SCRIPT.parent
 UPGRADE = SCRIPTS / "upgrade-flake-lock.sh"
@@ -53,6 +57,10 @@ VSCODE_REFRESH = SCRIPTS / "vscode-server-refresh.sh"
 HM_ENV = {"HOME_MANAGER_BACKUP_COMMAND": f"bash {HOME_BACKUP}"}
 MANAGED = {".zshrc": "# managed by home-manager\n", ".gitconfig": "[user]\n\tname = Alice\n"}
 ELF = {"x86_64": 62, "aarch64": 183}
+# VS Code Remote-SSH's default remote.SSH.connectTimeout (seconds): the whole login must fit.
+VSCODE_CONNECT_TIMEOUT = 15
+# The real-sshd fixtures (a root-owned tree, a throwaway account, a fake GitHub) for day 7.
+__all__ = ["layout", "machine", "start_sshd"]
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="verify-login.sh runs the keys command as another user (needs root)"
@@ -333,11 +341,62 @@ def test_day_6_a_deployment_during_an_idle_window_keeps_the_machine_up(life: Lif
     assert not off.exists(), "nor during the nightly upgrade"
 
 
-@pytest.mark.skip(
-    reason="GitHub slow, then down: the keys helper's replay step belongs to issue 18"
+@pytest.mark.skipif(
+    not (Path(SSHD).exists() and shutil.which("ssh") and shutil.which("ssh-keygen")),
+    reason="needs Debian's openssh-server and openssh-client (scripts/test installs them)",
 )
-def test_day_7_github_is_slow_then_down() -> None:
-    """Placeholder: the issue-18 work adds this step (cache answers at once, outage keeps keys)."""
+def test_day_7_github_is_slow_then_down_and_the_developer_still_logs_in_within_vscodes_timeout(
+    machine: SshdMachine, start_sshd: StartSshd, tmp_path: Path
+) -> None:
+    """The real keys script behind the real sshd (tests/nix/test_sshd_login.py's layout)."""
+    machine.keys_timeout = 5  # ssh.keysTimeoutSeconds' default in nix/modules/base.nix
+    sshd = start_sshd(machine.wrapper)
+    # The developer's agent offers two other keys first: sshd runs the command once per key.
+    others = []
+    for n in (1, 2):
+        ed25519_keypair(tmp_path / f"other-{n}", f"fake-other-key-{n}")
+        others.append(tmp_path / f"other-{n}")
+
+    def vscode_login() -> tuple[subprocess.CompletedProcess[str], float]:
+        started = time.monotonic()
+        done = subprocess.run(
+            [
+                *("ssh", "-F", "/dev/null", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"),
+                *[arg for key in [*others, machine.client_key] for arg in ("-i", str(key))],
+                *("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"),
+                *("-p", str(sshd.port), f"{machine.user}@127.0.0.1", "echo in"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return done, time.monotonic() - started
+
+    yesterday, _ = vscode_login()
+    assert yesterday.returncode == 0, sshd.text()
+
+    machine.age_cache()  # a day later
+    machine.github.delay = 30  # GitHub hangs
+    slow, seconds = vscode_login()
+    print(f"login with GitHub hanging: {seconds:.1f} s")
+    assert slow.returncode == 0, f"ssh: {slow.stderr}\nsshd:\n{sshd.text()}"
+    assert seconds < VSCODE_CONNECT_TIMEOUT, (
+        f"{seconds:.1f} s: VS Code gives up after {VSCODE_CONNECT_TIMEOUT} s"
+    )
+
+    machine.github.stop()  # then down: connection refused
+    machine.age_cache()
+    down, seconds = vscode_login()
+    print(f"login with GitHub down: {seconds:.1f} s")
+    assert down.returncode == 0 and seconds < VSCODE_CONNECT_TIMEOUT, sshd.text()
+
+    # GitHub answers again, and the developer has revoked the key there.
+    back = GitHubStandIn(body="")
+    back.start()
+    machine.use_github(back)
+    machine.age_cache()
+    revoked, _ = vscode_login()
+    assert revoked.returncode == 255, f"a revoked key still logs in:\n{sshd.text()}"
 
 
 def test_day_8_secrets_manager_unreachable_at_boot_leaves_login_and_the_old_token(

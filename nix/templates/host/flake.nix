@@ -49,6 +49,7 @@
                 email = "@email@";
               };
               githubUser = "@githubUser@";
+              githubUserId = "@githubUserId@";
               homeVolume.device = machine.homeDevice;
               deploy.rootAuthorizedKeys = machine.rootAuthorizedKeys;
               token = {
