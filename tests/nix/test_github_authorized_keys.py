@@ -173,15 +173,18 @@ def test_a_stale_cache_is_refreshed_with_a_short_timeout_once_per_login(
     stale = time.time() - 3600
     os.utime(tmp_path / "octocat.keys", (stale, stale))
     github.delay = 30
+    asked_before = len(github.requests)
     started = time.monotonic()
     # One login offering two keys: the query for each, then the signed attempt (20 s timeout each).
     for _ in range(3):
         result = keys_for("alice", github, tmp_path, "20", fresh="60")
         assert result.stdout == KEYS, "a slow GitHub must not lock the user out"
-    elapsed = time.monotonic() - started
-    print(f"three keys-command runs against a hanging GitHub: {elapsed:.1f} s")
-    assert elapsed < VSCODE_CONNECT_TIMEOUT, (
-        f"the login took {elapsed:.1f} s, past VS Code's {VSCODE_CONNECT_TIMEOUT} s connect timeout"
+    # A figure, not a pass/fail: what bounds the login is how often it waits on GitHub.
+    print(f"three keys-command runs against a hanging GitHub: {time.monotonic() - started:.1f} s")
+    waits = len(github.requests) - asked_before
+    assert waits == 1, (
+        f"the login waited on a hanging GitHub {waits} times (up to 20 s each); VS Code's "
+        f"{VSCODE_CONNECT_TIMEOUT} s connect timeout allows one short refresh, then the cache"
     )
 
 
