@@ -531,9 +531,13 @@ def test_stale_vscode_servers_are_removed_before_any_session_or_the_users_manage
     assert unit is not None, "auto-fix skips an already patched server after an arch switch"
     assert {"systemd-user-sessions.service", "user@2000.service"} <= set(unit["before"])
     assert unit["serviceConfig"]["User"] == "alice", "runs as the developer, never root in ~"
+    # Never %h: in a system unit it is /root whatever User= says (systemd.unit(5), specifiers).
     assert unit["serviceConfig"]["ExecStart"].endswith(
-        "/bin/devserver-vscode-server-refresh %h/.vscode-server %h/.vscode-server-insiders"
-    )
+        "/bin/devserver-vscode-server-refresh "
+        "/home/alice/.vscode-server /home/alice/.vscode-server-insiders"
+    ), unit["serviceConfig"]["ExecStart"]
+    assert "%h" not in unit["serviceConfig"]["ExecStart"]
+    assert unit["unitConfig"]["RequiresMountsFor"] == "/home/alice"
     assert (
         evaluate("{ devserver.image.vscodeServer.enable = false; }")["vscodeRefreshService"] is None
     )
