@@ -31,8 +31,9 @@ let
   # The unit's script (systemd.services.<name>.script runs under `set -e`); tested as plain shell.
   homeDirsScript = ''
     # Never create anything on the root disk: /home must be the volume by now. Logins wait for this
-    # unit (systemd-user-sessions requires it), so until the volume is there pam_nologin refuses
-    # every user but root, with this message (SSM's shell does not use PAM and stays open).
+    # unit (systemd-user-sessions requires it), so until the volume is there pam_nologin (added to
+    # sshd's account stack below) refuses every user but root, with this message (SSM's shell does
+    # not use PAM and stays open).
     if ! mountpoint -q /home; then
       echo "/home is not a mount point; creating nothing" >&2
       printf '%s\n' ${lib.escapeShellArg nologinMessage} > "''${DEVSERVER_NOLOGIN_FILE:-/run/nologin}"
@@ -133,6 +134,16 @@ in
         Type = "oneshot";
         RemainAfterExit = true;
       };
+    };
+
+    # NixOS's PAM stacks have no pam_nologin (nixos/modules/security/pam.nix; nixpkgs#53989 was
+    # closed unmerged) and OpenSSH checks nologin itself only without PAM, so /run/nologin would stop
+    # nobody. sshd runs the account stack after a key is accepted: before pam_unix, a non-root user
+    # is refused while /run/nologin exists; root (deploys) passes with the message shown.
+    security.pam.services.sshd.rules.account.nologin = lib.mkIf cfg.homeVolume.enable {
+      control = "required";
+      modulePath = "${pkgs.pam}/lib/security/pam_nologin.so";
+      order = config.security.pam.services.sshd.rules.account.unix.order - 10;
     };
 
     # Break-glass: SSM Session Manager reaches a shell when sshd or the keys path is broken (the

@@ -39,6 +39,7 @@ let
     "nixfmt"
     "nixfmt-tree"
     "nixos-rebuild"
+    "pam"
     "procps"
     "shadow"
     "systemd"
@@ -338,6 +339,53 @@ let
       ];
     };
 
+  # Stands in for nixpkgs nixos/modules/security/pam.nix @ 000b5872: a service's `rules.<type>.<name>`
+  # (enable, order, control, modulePath, args) and sshd's default account stack, which holds only
+  # `unix` on this host (ldap, mysql, kanidm, sss, krb5, oslogin, systemd_home are off). Upstream
+  # numbers rules `mkDefault (10000 + index * 100)` in list order; `unix` is the 9th account rule.
+  # `rendered` is formatRules "account": enabled rules by ascending order, "account control path args".
+  pamRule = lib.types.submodule {
+    options = {
+      enable = lib.mkOption {
+        type = lib.types.bool;
+        default = true;
+      };
+      order = lib.mkOption { type = lib.types.int; };
+      control = lib.mkOption { type = lib.types.str; };
+      modulePath = lib.mkOption { type = lib.types.str; };
+      args = listOption lib.types.str;
+    };
+  };
+  pamStub = {
+    options.security = freeformWith {
+      pam = freeformWith {
+        services = lib.mkOption {
+          type = lib.types.attrsOf (
+            lib.types.submodule {
+              options.rules = freeformWith {
+                account = lib.mkOption {
+                  type = lib.types.attrsOf pamRule;
+                  default = { };
+                };
+              };
+            }
+          );
+          default = { };
+        };
+      };
+    };
+    config.security.pam.services.sshd.rules.account.unix = {
+      control = "required";
+      modulePath = "pam_unix.so";
+      order = lib.mkDefault (10000 + 9 * 100);
+    };
+  };
+  renderAccount =
+    rules:
+    map (r: lib.concatStringsSep " " ([ "account" r.control r.modulePath ] ++ r.args)) (
+      lib.sort (a: b: a.order < b.order) (lib.filter (r: r.enable) (lib.attrValues rules))
+    );
+
   # Stands in for nixpkgs' amazon-ssm-agent module (nixos/modules/services/misc/amazon-ssm-agent.nix
   # @ 136283b5): when enabled it declares ssm-user as a normal user in its own group, which the
   # users stand-in above then checks like any other account.
@@ -365,6 +413,7 @@ let
     modules = [
       nixosStub
       usersStub
+      pamStub
       ssmAgentStub
       { _module.args.pkgs = pkgs; }
       # Exactly what a host flake imports.
@@ -414,6 +463,8 @@ in
   }) config.users.users;
   etc = lib.mapAttrs (_: f: { inherit (f) mode text; }) (config.environment.etc or { });
   homeDirsService = service "devserver-home-dirs";
+  # sshd's PAM account stack as pam.nix renders it into /etc/pam.d/sshd.
+  sshdPamAccount = renderAccount config.security.pam.services.sshd.rules.account;
   vscodeRefreshService = service "devserver-vscode-server-refresh";
   ssmAgent = config.services.amazon-ssm-agent.enable or null;
   ssmAgentPath = (service "amazon-ssm-agent").path or null;

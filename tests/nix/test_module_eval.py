@@ -18,6 +18,9 @@ from typing import Any
 
 import pytest
 
+from tests import pam_account
+from tests.pam_account import NIXOS_SSHD_ACCOUNT
+
 HARNESS = Path(__file__).resolve().parent / "eval-modules.nix"
 LIB = os.environ.get("NIXPKGS_LIB", "")
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:devserver/alice/github-token-AbCdEf"
@@ -495,6 +498,29 @@ def test_home_dirs_script_makes_only_missing_homes_and_only_on_the_volume(volume
         # pam_nologin shows this to everyone but root until systemd-user-sessions starts.
         assert "is not mounted, so logins are refused" in nologin.read_text()
         assert "systemctl start home.mount" in nologin.read_text()
+
+
+def test_a_late_volume_refuses_every_ssh_login_but_roots_through_sshds_pam_account_stack(
+    sample: dict[str, Any], tmp_path: Path
+) -> None:
+    # NixOS's own sshd stack has no pam_nologin (pam.nix rules.account): the module adds it.
+    fake_pam = "/nix/store/00000000000000000000000000000000-pam"
+    rendered = sample["sshdPamAccount"]
+    assert rendered == [line.format(pam=fake_pam) for line in NIXOS_SSHD_ACCOUNT], rendered
+    if why := pam_account.available():
+        pytest.skip(f"the rendered stack is checked; a real PAM account check needs: {why}")
+    # The real Linux-PAM modules run the rendered stack (what sshd asks after a key was accepted).
+    nologin = tmp_path / "nologin"
+    nologin.write_text(
+        "The /home volume (/dev/disk/by-id/x) is not mounted, so logins are refused\n"
+    )
+    stack = pam_account.local_stack(rendered, fake_pam, nologin)
+    developer = pam_account.check_account(stack, "nobody", tmp_path / "pam.d")
+    assert developer.code == pam_account.PAM_AUTH_ERR, developer
+    assert developer.messages == (nologin.read_text(),), "the developer is told why"
+    assert pam_account.check_account(stack, "root", tmp_path / "pam.d").allowed, "deploys go on"
+    nologin.unlink()
+    assert pam_account.check_account(stack, "nobody", tmp_path / "pam.d").allowed
 
 
 def test_old_secret_arn_option_still_sets_the_secret_id() -> None:

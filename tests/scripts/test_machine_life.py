@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import pam_account
 from tests.scripts.aws_support import FETCH_SCRIPT, REGION
 from tests.scripts.test_apply_flake import (
     USER,
@@ -298,10 +299,26 @@ def test_day_4_an_upgrade_that_fails_after_activating_is_rolled_back_with_its_lo
 def test_day_5_the_volume_is_late_at_boot_and_no_check_passes_on_the_root_disk(
     life: Life,
 ) -> None:
-    # nofail: boot goes on without /home; devserver-home-dirs then refuses user sessions.
+    # nofail: boot goes on without /home; devserver-home-dirs then writes /run/nologin.
     late = life.can_log_in(FAKE_HOME_SOURCE="")
     assert late.returncode == 2
     assert "/home is not a mount point: the home volume" in late.stderr
+    # The developer's SSH login: sshd's account stack as ec2.nix renders it, run by the real
+    # Linux-PAM modules ("nobody" stands in for alice, whom the fake passwd alone knows).
+    if why := pam_account.available():
+        pytest.skip(f"a real PAM account check needs: {why}")
+    nologin = life.m.root / "run" / "nologin"
+    nologin.parent.mkdir(exist_ok=True)
+    nologin.write_text("The /home volume is not mounted, so logins are refused\n")
+    stack = pam_account.local_stack(pam_account.NIXOS_SSHD_ACCOUNT, "{pam}", nologin)
+    login = pam_account.check_account(stack, "nobody", life.m.root / "pam.d")
+    assert not login.allowed, "no login lands in a home on the root disk"
+    assert login.messages == (nologin.read_text(),), "the developer is told why"
+    root = pam_account.check_account(stack, "root", life.m.root / "pam.d")
+    assert root.allowed, "root (deployments) still gets in; SSM's shell uses no PAM"
+    # The volume mounts: systemd-user-sessions removes /run/nologin.
+    nologin.unlink()
+    assert pam_account.check_account(stack, "nobody", life.m.root / "pam.d").allowed
     assert life.can_log_in().returncode == 0, "once the volume is there, logins work again"
 
 
