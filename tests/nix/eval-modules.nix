@@ -242,9 +242,22 @@ let
       systemd = freeformWith { tmpfiles = freeformWith { rules = listOption lib.types.str; }; };
       system = freeformWith {
         stateVersion = lib.mkOption { type = lib.types.str; };
-        # nixos/modules/tasks/auto-upgrade.nix (nixpkgs as indexed, id 22278867): the options the
-        # devserver modules read, with upstream's types and defaults; `flags` is computed below.
+        # nixos/modules/tasks/auto-upgrade.nix as NixOS/nixpkgs#409185 left it (raboof/nixpkgs
+        # 7762d59b, merged 2025-05, so in nixos-25.11 and 26.05): the options the devserver modules
+        # read, with upstream's types and defaults; `flags` and the unit's `script` are built below.
+        # (Later revisions default `upgrade` to false when a flake is set; true is the stricter test.)
         autoUpgrade = freeformWith {
+          upgrade = lib.mkOption {
+            type = lib.types.bool;
+            default = true;
+          };
+          operation = lib.mkOption {
+            type = lib.types.enum [
+              "switch"
+              "boot"
+            ];
+            default = "switch";
+          };
           flake = lib.mkOption {
             type = lib.types.nullOr lib.types.str;
             default = null;
@@ -271,8 +284,28 @@ let
       };
     };
     config = {
-      # auto-upgrade.nix: a flake gets `--refresh --flake <flake>`; its script then appends
-      # `--upgrade` whenever channel is null (upgradeFlag), flakes included.
+      # auto-upgrade.nix: the unit's script (without the reboot window) runs
+      # `nixos-rebuild <operation> <flags ++ upgradeFlag>`, upgradeFlag = `--upgrade` when
+      # `channel == null && upgrade`.
+      systemd.services.nixos-upgrade =
+        let
+          cfg = config.system.autoUpgrade;
+          nixosRebuild = "${pkgs.nixos-rebuild}/bin/nixos-rebuild";
+          upgradeFlag = lib.optional (cfg.channel == null && cfg.upgrade) "--upgrade";
+        in
+        lib.mkIf (cfg.enable or false) {
+          script =
+            if cfg.allowReboot then
+              ''
+                ${nixosRebuild} boot ${toString (cfg.flags ++ upgradeFlag)}
+                ${nixosRebuild} ${cfg.operation} ${toString cfg.flags}
+              ''
+            else
+              ''
+                ${nixosRebuild} ${cfg.operation} ${toString (cfg.flags ++ upgradeFlag)}
+              '';
+        };
+      # auto-upgrade.nix: a flake gets `--refresh --flake <flake>`.
       system.autoUpgrade.flags =
         let
           cfg = config.system.autoUpgrade;

@@ -542,12 +542,19 @@ def test_an_edited_dotfile_is_moved_by_the_backup_command_never_by_an_extension(
     assert "moved-dotfiles.log" in sample["zshInit"], "the next login says what was moved"
 
 
-def test_nightly_upgrade_never_updates_roots_channels(sample: dict[str, Any]) -> None:
-    # auto-upgrade.nix appends --upgrade when channel is null (flakes too): nix-channel --update.
+def test_nightly_upgrade_never_updates_roots_channels_and_keeps_upstreams_script(
+    sample: dict[str, Any],
+) -> None:
+    # auto-upgrade.nix adds --upgrade (nix-channel --update) when channel is null and `upgrade`.
+    assert sample["autoUpgrade"]["upgrade"] is False
     script = sample["upgradeService"]["script"]
     assert "--upgrade" not in script, script
     assert "/bin/nixos-rebuild switch --refresh --flake /etc/nixos#devserver-sample" in script
     assert sample["upgradeFlags"] == ["--refresh", "--flake /etc/nixos#devserver-sample"]
+    # Upstream's script is not replaced, so its options still work (e.g. `operation = "boot"`).
+    boot = evaluate(host='{ system.autoUpgrade.operation = "boot"; }')["upgradeService"]["script"]
+    assert "/bin/nixos-rebuild boot --refresh --flake /etc/nixos#devserver-sample" in boot, boot
+    assert "--upgrade" not in boot
 
 
 def test_stale_vscode_servers_are_removed_before_any_session_or_the_users_manager(
