@@ -114,10 +114,19 @@ restore)
 	current=$(readlink -- "$system_profile" || true)
 	if [[ $previous =~ -[0-9]+-link$ && $current != "$previous" ]]; then
 		echo "nixos-upgrade failed ($result) after switching to $current; activating $previous again" >&2
-		if ! activate_previous "$previous" || [[ $(readlink -- "$system_profile" || true) != "$previous" ]]; then
+		status=0
+		activate_previous "$previous" || status=$?
+		# Decided by the result, not the exit code: switch-to-configuration exits 4 when a unit
+		# failed, yet the generation is active and the boot default; the lock follows the profile.
+		if [[ $(readlink -- "$system_profile" || true) != "$previous" ]]; then
 			# The system runs the new generation: keep the lock it was built from, so they agree.
 			rm -f -- "$saved" "$absent"
 			echo "nixos-upgrade: rolling back to $previous FAILED; the system runs $(readlink -- "$system_profile" || true) and $lock is the updated lock it was built from" >&2
+			exit 1
+		fi
+		if ((status != 0)); then
+			restore_lock "$result"
+			echo "nixos-upgrade: rolled back to $previous (the boot default again, its lock restored), but its activation exited $status: some units failed, see systemctl --failed" >&2
 			exit 1
 		fi
 		echo "nixos-upgrade: rolled back to $previous" >&2

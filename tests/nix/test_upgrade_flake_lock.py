@@ -229,6 +229,31 @@ def test_a_failed_rollback_keeps_the_lock_the_running_system_was_built_from(
     assert not (machine / "flake.lock.pre-upgrade").exists()
 
 
+def test_a_rollback_whose_activation_reports_failed_units_still_restores_the_lock(
+    machine: Path,
+) -> None:
+    # switch-to-configuration exits 4 when a unit failed, but the generation is active and the
+    # boot default (nixpkgs switch-to-configuration-ng; nixos/tests/switch-test.nix "failing units").
+    lock = machine / "flake.lock"
+    lock.write_text(OLD)
+    run("guard", machine)
+    run("save", machine)
+    lock.write_text(NEW)
+    _upgrade_switches(machine)
+    stc = Path(_env(machine)["DEVSERVER_SYSTEM_PROFILE"]).parent / "system-gen1" / "bin"
+    (stc / "switch-to-configuration").write_text("#!/bin/bash\nexit 4\n")
+
+    done = invoke("restore", machine, result="exit-code")
+
+    profile = Path(_env(machine)["DEVSERVER_SYSTEM_PROFILE"])
+    assert str(profile.readlink()) == "system-1-link"
+    assert lock.read_text() == OLD, "lock and system agree: system-1 was built from the old lock"
+    assert not (machine / "flake.lock.pre-upgrade").exists()
+    assert done.returncode == 1
+    assert "activation exited 4" in done.stderr, done.stderr
+    assert "FAILED" not in done.stderr
+
+
 def test_a_refused_upgrade_never_touches_a_lock_a_deployment_is_installing(machine: Path) -> None:
     # A stale copy from an interrupted earlier upgrade lies beside the lock.
     lock = machine / "flake.lock"
