@@ -257,6 +257,10 @@ in
       # activating, which never reaches postStart); $SERVICE_RESULT says which. It rolls back a
       # moved profile and puts the lock back, so flake.lock always describes the running system.
       serviceConfig.ExecStopPost = "${lib.getExe upgradeFlakeLock} restore ${flakeDirArg}";
+      # systemd spawns ExecStopPost with TimeoutStopSec (service.c service_enter_stop_post), 90 s by
+      # default: a rollback's full switch may take longer, and a killed restore leaves the lock
+      # unrestored. Bounded, so a hung rollback cannot block deployments and idle stop for ever.
+      serviceConfig.TimeoutStopSec = lib.mkDefault "30min";
     };
   };
 }

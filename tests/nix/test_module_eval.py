@@ -411,6 +411,16 @@ def test_nightly_upgrade_is_skipped_during_a_deployment_and_login_checked_after_
     ), post
 
 
+def test_the_nightly_upgrades_rollback_is_not_killed_after_the_default_stop_timeout(
+    sample: dict[str, Any],
+) -> None:
+    # ExecStopPost runs under TimeoutStopSec (systemd service.c service_enter_stop_post), 90 s by
+    # default; restore may run a whole switch-to-configuration of the previous generation.
+    config = sample["upgradeService"]["serviceConfig"]
+    assert config["ExecStopPost"].endswith("restore /etc/nixos"), config
+    assert config.get("TimeoutStopSec") == "30min", config
+
+
 def test_nightly_upgrade_waits_for_the_token_unit_at_boot(sample: dict[str, Any]) -> None:
     unit = sample["upgradeService"]
     assert "devserver-github-token.service" in unit["after"]

@@ -149,8 +149,12 @@ def run_unit(
     post: list[list[str]],
     stop_post: list[str],
     env: dict[str, str],
+    stop_timeout: float = 90,
 ) -> tuple[str, str]:
-    """A Type=oneshot unit's start, as systemd.service(5) runs it; returns (result, output)."""
+    """A Type=oneshot unit's start, as systemd.service(5) runs it; returns (result, output).
+
+    ExecStopPost runs under TimeoutStopSec (systemd src/core/service.c service_enter_stop_post
+    spawns it with timeout_stop_usec; DefaultTimeoutStopSec=90s), then is killed."""
     output, result = "", "success"
     for command in [*pre, start]:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
@@ -165,9 +169,16 @@ def run_unit(
             if done.returncode != 0:
                 result = "exit-code"
                 break
-    done = subprocess.run(
-        stop_post, env={**env, "SERVICE_RESULT": result}, capture_output=True, text=True, timeout=60
-    )
+    try:
+        done = subprocess.run(
+            stop_post,
+            env={**env, "SERVICE_RESULT": result},
+            capture_output=True,
+            text=True,
+            timeout=stop_timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return "timeout", output + "ExecStopPost killed after TimeoutStopSec\n"
     return result, output + done.stdout + done.stderr
 
 
@@ -190,6 +201,8 @@ def nightly_upgrade(life: Life, *, switch_exit: int) -> tuple[str, str]:
         post=[["bash", str(UPGRADE), "verify", flake_dir, *verify]],
         stop_post=["bash", str(UPGRADE), "restore", flake_dir],
         env=life.env(FAKE_REBUILD_EXIT=str(switch_exit)),
+        # base.nix TimeoutStopSec (test_the_nightly_upgrades_rollback_is_not_killed_after_the_...).
+        stop_timeout=30 * 60,
     )
 
 
