@@ -102,9 +102,10 @@ in
       fsType = "ext4";
       # systemd-makefs formats only a device with no filesystem signature; existing data is never touched.
       autoFormat = true;
-      # A volume grown in AWS (homeVolumeGiB raised) is grown into at every mount (x-systemd.growfs,
-      # systemd-growfs@home.service; ext4 grows online). A shrink is refused on the AWS side.
-      autoResize = true;
+      # No autoResize: systemd-fstab-generator would order local-fs.target after
+      # systemd-growfs@home.service (generator.c generator_hook_up_growfs), which waits for the
+      # `nofail` mount, so sshd and SSM would wait out the device timeout. devserver-home-grow
+      # below grows the filesystem instead, hanging off home.mount only.
       # A missing or slow volume must not drop the boot into emergency mode: SSH stays reachable.
       options = [
         "nofail"
@@ -144,6 +145,25 @@ in
       control = "required";
       modulePath = "${pkgs.pam}/lib/security/pam_nologin.so";
       order = config.security.pam.services.sshd.rules.account.unix.order - 10;
+    };
+
+    # A volume grown in AWS (homeVolumeGiB raised) is grown into at every mount, online (ext4), by
+    # systemd's own systemd-growfs; pulled in by home.mount and bound to it, so nothing waits on it
+    # when the volume is late. A shrink is refused on the AWS side.
+    systemd.services.devserver-home-grow = lib.mkIf cfg.homeVolume.enable {
+      description = "Grow the /home filesystem to the size of its volume";
+      wantedBy = [ "home.mount" ];
+      bindsTo = [ "home.mount" ];
+      after = [ "home.mount" ];
+      # As systemd-growfs@.service: early-boot safe, stopped at shutdown.
+      unitConfig.DefaultDependencies = false;
+      conflicts = [ "shutdown.target" ];
+      before = [ "shutdown.target" ];
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        ExecStart = "${config.systemd.package}/lib/systemd/systemd-growfs /home";
+      };
     };
 
     # Break-glass: SSM Session Manager reaches a shell when sshd or the keys path is broken (the

@@ -496,6 +496,7 @@ in
   }) config.users.users;
   etc = lib.mapAttrs (_: f: { inherit (f) mode text; }) (config.environment.etc or { });
   homeDirsService = service "devserver-home-dirs";
+  homeGrowService = service "devserver-home-grow";
   # sshd's PAM account stack as pam.nix renders it into /etc/pam.d/sshd.
   sshdPamAccount = renderAccount config.security.pam.services.sshd.rules.account;
   vscodeRefreshService = service "devserver-vscode-server-refresh";

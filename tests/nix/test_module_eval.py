@@ -251,8 +251,16 @@ def test_home_is_mounted_by_stable_name_formatted_only_when_blank_and_never_bloc
     assert home["fsType"] == "ext4"
     assert home["autoFormat"] is True, "systemd-makefs formats only a device without a filesystem"
     assert "nofail" in home["options"], "a missing /home volume must not block boot"
-    # filesystems.nix: autoResize adds x-systemd.growfs, so a grown EBS volume reaches ext4.
-    assert home["autoResize"] is True
+    # filesystems.nix: autoResize adds x-systemd.growfs, and systemd-fstab-generator then orders
+    # local-fs.target after systemd-growfs@home.service (generator.c generator_hook_up_growfs),
+    # which waits for the nofail mount: sshd and SSM would wait out the device timeout.
+    assert not home.get("autoResize", False), "a late volume must not hold local-fs.target"
+    assert not any("growfs" in option for option in home["options"]), home["options"]
+    grow = sample["homeGrowService"]
+    assert grow is not None, "a grown EBS volume still reaches ext4"
+    assert grow["wantedBy"] == ["home.mount"] and grow["bindsTo"] == ["home.mount"], grow
+    assert grow["after"] == ["home.mount"], grow
+    assert grow["serviceConfig"]["ExecStart"].endswith("/lib/systemd/systemd-growfs /home")
 
 
 def test_kernel_device_name_for_home_is_rejected_with_the_fix() -> None:
