@@ -16,6 +16,8 @@ The fakes and their sources:
   modules/files.nix linkGeneration): a real file in a link's place is backed up by
   $HOME_MANAGER_BACKUP_COMMAND, else to TARGET.$HOME_MANAGER_BACKUP_EXT unless that exists
   ("would be clobbered") and $HOME_MANAGER_BACKUP_OVERWRITE is unset; any collision fails the unit.
+  The link step then runs `ln -Tsf` over every target whose contents differ, whether the backup
+  command succeeded or not (`run $HOME_MANAGER_BACKUP_COMMAND "$targetPath" || errorEcho …`).
 - nixos-vscode-server's auto-fix (`vscode_connects`): nix-community/nixos-vscode-server 92ce71c3
   pkgs/auto-fix-vscode-server.nix: a server directory with `.nixos-patched` is skipped; otherwise
   `node` becomes a wrapper script naming the machine's store paths. VS Code Remote-SSH reuses
@@ -137,10 +139,43 @@ def activate_home(life: Life, hm_env: dict[str, str]) -> tuple[bool, str]:
                 log.append(done.stdout + done.stderr)
             elif ext := hm_env.get("HOME_MANAGER_BACKUP_EXT"):
                 target.rename(f"{target}.{ext}")
-        if target.is_symlink() or not target.exists():
-            target.unlink(missing_ok=True)
-            target.symlink_to(source)
+        # Whatever the backup command did: `ln -Tsf` unless the contents are identical.
+        if target.is_symlink() or not target.exists() or target.read_bytes() != source.read_bytes():
+            subprocess.run(["ln", "-Tsf", str(source), str(target)], check=True)
     return True, "".join(log)
+
+
+def test_a_dotfile_whose_backup_name_is_taken_meanwhile_is_still_kept(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".zshrc").write_text("# alice's own edit\n")
+    # Another writer takes the chosen name between the script's check and its move.
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "mv").write_text(
+        "#!/bin/bash\nfor a; do last=$a; done\n"
+        'if [[ ! -e $RACE_DONE ]]; then : > "$RACE_DONE"; echo "# someone else" > "$last"; fi\n'
+        'exec /bin/mv "$@"\n'
+    )
+    (fake_bin / "mv").chmod(0o755)
+    done = subprocess.run(
+        ["bash", str(HOME_BACKUP), str(home / ".zshrc")],
+        env={
+            "PATH": f"{fake_bin}:/usr/bin:/bin",
+            "HOME": str(home),
+            "DEVSERVER_BACKUP_TIME": "T",
+            "RACE_DONE": str(tmp_path / "raced"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    # home-manager links over the target afterwards, whatever the command's exit status.
+    subprocess.run(["ln", "-Tsf", "/nix/store/managed-zshrc", str(home / ".zshrc")], check=True)
+    kept = [p.read_text() for p in home.glob(".zshrc.hm-backup-*")]
+    assert "# alice's own edit\n" in kept, f"the edit was lost: {kept} {done.stderr}"
+    assert "# someone else\n" in kept, "the other writer's file is untouched"
+    assert done.returncode == 0, done.stderr
 
 
 def run_unit(
