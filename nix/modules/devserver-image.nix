@@ -55,6 +55,9 @@ in
         config.users.users.${userName}.uid or null != null
       ) "user@${toString config.users.users.${userName}.uid}.service";
       unitConfig.RequiresMountsFor = userHome;
+      # Boot only: a switch (deploy, nightly upgrade) must never restart it under a connected VS
+      # Code, whose running server it could remove (NixOS restarts changed units by default).
+      restartIfChanged = false;
       serviceConfig = {
         Type = "oneshot";
         RemainAfterExit = true;

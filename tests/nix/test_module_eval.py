@@ -589,6 +589,9 @@ def test_stale_vscode_servers_are_removed_before_any_session_or_the_users_manage
     ), unit["serviceConfig"]["ExecStart"]
     assert "%h" not in unit["serviceConfig"]["ExecStart"]
     assert unit["unitConfig"]["RequiresMountsFor"] == "/home/alice"
+    # restartIfChanged defaults to true (nixos/lib/systemd-unit-options.nix): a deploy would rerun
+    # it under a live VS Code session.
+    assert unit["restartIfChanged"] is False, "runs at boot, never during a switch"
     assert (
         evaluate("{ devserver.image.vscodeServer.enable = false; }")["vscodeRefreshService"] is None
     )
