@@ -173,7 +173,8 @@ in
     # A session shell is `sh` with the agent's own environment (amazon-ssm-agent
     # agent/session/shell/shell_unix.go: cmd.Env = os.Environ()), whose PATH NixOS builds from the
     # unit's `path` only: without the setuid wrappers there is no `sudo -i`.
-    systemd.services.amazon-ssm-agent = lib.mkIf cfg.ssmAgent.enable {
+    # Guarded by the agent's real state: a host may also turn it off with lib.mkForce false.
+    systemd.services.amazon-ssm-agent = lib.mkIf config.services.amazon-ssm-agent.enable {
       path = [
         "/run/wrappers"
         "/run/current-system/sw"

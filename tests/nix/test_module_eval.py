@@ -213,6 +213,10 @@ def test_a_session_manager_shell_finds_the_sudo_wrapper_on_its_path(sample: dict
     assert sample["ssmAgentPath"][0] == "/run/wrappers", sample["ssmAgentPath"]
     assert "/run/current-system/sw" in sample["ssmAgentPath"]
     assert evaluate(host="{ devserver.ssmAgent.enable = false; }")["ssmAgentPath"] is None
+    # The other off switch (mkForce false, as the docs allow) leaves no unit with only a `path`.
+    forced_off = evaluate("{ services.amazon-ssm-agent.enable = false; }")
+    assert forced_off["ssmAgent"] is False
+    assert forced_off["ssmAgentPath"] is None, "a unit without ExecStart is a bad-setting unit"
 
 
 def test_ssm_user_keeps_sudo_under_exec_wheel_only() -> None:
