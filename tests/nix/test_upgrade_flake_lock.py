@@ -24,6 +24,7 @@ def _env(flake_dir: Path) -> dict[str, str]:
         "DEVSERVER_SYSTEM_PROFILE": str(root / "profiles" / "system"),
         "DEVSERVER_SYSTEMD_DIR": str(root / "run" / "systemd" / "system"),
         "FAKE_CALLS": str(root / "calls.log"),
+        "DEVSERVER_DEPLOY_LOCK_WAIT": "2",
     }
 
 
@@ -137,6 +138,25 @@ def test_upgrade_is_skipped_while_a_deployment_holds_the_deploy_lock(machine: Pa
 
     assert done.returncode == 1, "nixos-upgrade must fail its preStart, before touching anything"
     assert "holds" in done.stderr and "skipping this upgrade" in done.stderr, done.stderr
+
+
+def test_a_momentary_probe_of_the_deploy_lock_does_not_skip_the_night(machine: Path) -> None:
+    # idle-stop probes the lock every minute; its timer and the upgrade's can fire together.
+    run_dir = Path(_env(machine)["DEVSERVER_RUN_DIR"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / "deploy.lock"
+    lock.touch()
+    with subprocess.Popen(["flock", "--shared", str(lock), "sleep", "0.5"]) as probe:
+        # Until the probe holds it.
+        while (
+            probe.poll() is None
+            and subprocess.run(["flock", "-n", str(lock), "true"]).returncode == 0
+        ):
+            pass
+        assert probe.poll() is None, "the probe must still hold the lock when guard runs"
+        done = invoke("guard", machine)
+        probe.wait()
+    assert done.returncode == 0, done.stderr
 
 
 def test_guard_records_the_running_generation_when_no_deployment_runs(machine: Path) -> None:
