@@ -243,6 +243,10 @@ in
       dates = cfg.autoUpgrade.dates;
       randomizedDelaySec = lib.mkDefault "30min";
       allowReboot = lib.mkDefault false;
+      # Never `--upgrade`: it would `nix-channel --update` root's channels every night, moving the
+      # channel apply-flake.sh's first-deploy fallback builds from; the flake pins everything.
+      # (auto-upgrade.nix's `upgrade`, NixOS/nixpkgs#409185, in 25.11 onwards.)
+      upgrade = lib.mkDefault false;
     };
     systemd.services.nixos-upgrade = lib.mkIf cfg.autoUpgrade.enable {
       # Refresh only the shared flake (nixpkgs follows it); `nix flake update <input>` replaces the
@@ -262,31 +266,10 @@ in
       # activating, which never reaches postStart); $SERVICE_RESULT says which. It rolls back a
       # moved profile and puts the lock back, so flake.lock always describes the running system.
       serviceConfig.ExecStopPost = "${lib.getExe upgradeFlakeLock} restore ${flakeDirArg}";
-      # auto-upgrade.nix appends `--upgrade` whenever `channel` is null (flakes included), which
-      # makes nixos-rebuild `nix-channel --update` root's channels every night: the channel
-      # apply-flake.sh's first-deploy fallback builds from would move unpinned. The flake pins
-      # everything, so the same switch runs without it.
-      script = lib.mkForce (
-        let
-          nixosRebuild = "${config.system.build.nixos-rebuild or pkgs.nixos-rebuild}/bin/nixos-rebuild";
-          flags = toString config.system.autoUpgrade.flags;
-        in
-        if config.system.autoUpgrade.allowReboot then
-          ''
-            ${nixosRebuild} boot ${flags}
-            booted="$(readlink /run/booted-system/{initrd,kernel,kernel-modules})"
-            built="$(readlink /nix/var/nix/profiles/system/{initrd,kernel,kernel-modules})"
-            if [ "$booted" = "$built" ]; then
-              ${nixosRebuild} switch ${flags}
-            else
-              ${config.systemd.package}/bin/shutdown -r +1
-            fi
-          ''
-        else
-          ''
-            ${nixosRebuild} switch ${flags}
-          ''
-      );
+      # systemd spawns ExecStopPost with TimeoutStopSec (service.c service_enter_stop_post), 90 s by
+      # default: a rollback's full switch may take longer, and a killed restore leaves the lock
+      # unrestored. Bounded, so a hung rollback cannot block deployments and idle stop for ever.
+      serviceConfig.TimeoutStopSec = lib.mkDefault "30min";
     };
   };
 }

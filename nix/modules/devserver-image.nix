@@ -3,6 +3,8 @@
 let
   cfg = config.devserver;
   userName = cfg.user.name;
+  # Absolute: in a system unit %h is root's home whatever User= says (systemd.unit(5), specifiers).
+  userHome = config.users.users.${userName}.home;
   # Drops VS Code servers on the kept /home that this machine cannot run (a file in the repo).
   vscodeServerRefresh = pkgs.writeShellApplication {
     name = "devserver-vscode-server-refresh";
@@ -52,12 +54,20 @@ in
       ++ lib.optional (
         config.users.users.${userName}.uid or null != null
       ) "user@${toString config.users.users.${userName}.uid}.service";
-      unitConfig.RequiresMountsFor = "/home/${userName}";
+      unitConfig.RequiresMountsFor = userHome;
+      # Boot only: a switch (deploy, nightly upgrade) must never restart it under a connected VS
+      # Code, whose running server it could remove (NixOS restarts changed units by default).
+      restartIfChanged = false;
       serviceConfig = {
         Type = "oneshot";
         RemainAfterExit = true;
         User = userName;
-        ExecStart = "${lib.getExe vscodeServerRefresh} %h/.vscode-server %h/.vscode-server-insiders";
+        ExecStart = "${lib.getExe vscodeServerRefresh} ${
+          lib.escapeShellArgs [
+            "${userHome}/.vscode-server"
+            "${userHome}/.vscode-server-insiders"
+          ]
+        }";
       };
     };
 

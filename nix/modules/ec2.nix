@@ -31,8 +31,9 @@ let
   # The unit's script (systemd.services.<name>.script runs under `set -e`); tested as plain shell.
   homeDirsScript = ''
     # Never create anything on the root disk: /home must be the volume by now. Logins wait for this
-    # unit (systemd-user-sessions requires it), so until the volume is there pam_nologin refuses
-    # every user but root, with this message (SSM's shell does not use PAM and stays open).
+    # unit (systemd-user-sessions requires it), so until the volume is there pam_nologin (added to
+    # sshd's account stack below) refuses every user but root, with this message (SSM's shell does
+    # not use PAM and stays open).
     if ! mountpoint -q /home; then
       echo "/home is not a mount point; creating nothing" >&2
       printf '%s\n' ${lib.escapeShellArg nologinMessage} > "''${DEVSERVER_NOLOGIN_FILE:-/run/nologin}"
@@ -103,9 +104,10 @@ in
       fsType = "ext4";
       # systemd-makefs formats only a device with no filesystem signature; existing data is never touched.
       autoFormat = true;
-      # A volume grown in AWS (homeVolumeGiB raised) is grown into at every mount (x-systemd.growfs,
-      # systemd-growfs@home.service; ext4 grows online). A shrink is refused on the AWS side.
-      autoResize = true;
+      # No autoResize: systemd-fstab-generator would order local-fs.target after
+      # systemd-growfs@home.service (generator.c generator_hook_up_growfs), which waits for the
+      # `nofail` mount, so sshd and SSM would wait out the device timeout. devserver-home-grow
+      # below grows the filesystem instead, hanging off home.mount only.
       # A missing or slow volume must not drop the boot into emergency mode: SSH stays reachable.
       options = [
         "nofail"
@@ -137,6 +139,35 @@ in
       };
     };
 
+    # NixOS's PAM stacks have no pam_nologin (nixos/modules/security/pam.nix; nixpkgs#53989 was
+    # closed unmerged) and OpenSSH checks nologin itself only without PAM, so /run/nologin would stop
+    # nobody. sshd runs the account stack after a key is accepted: before pam_unix, a non-root user
+    # is refused while /run/nologin exists; root (deploys) passes with the message shown.
+    security.pam.services.sshd.rules.account.nologin = lib.mkIf cfg.homeVolume.enable {
+      control = "required";
+      modulePath = "${pkgs.pam}/lib/security/pam_nologin.so";
+      order = config.security.pam.services.sshd.rules.account.unix.order - 10;
+    };
+
+    # A volume grown in AWS (homeVolumeGiB raised) is grown into at every mount, online (ext4), by
+    # systemd's own systemd-growfs; pulled in by home.mount and bound to it, so nothing waits on it
+    # when the volume is late. A shrink is refused on the AWS side.
+    systemd.services.devserver-home-grow = lib.mkIf cfg.homeVolume.enable {
+      description = "Grow the /home filesystem to the size of its volume";
+      wantedBy = [ "home.mount" ];
+      bindsTo = [ "home.mount" ];
+      after = [ "home.mount" ];
+      # As systemd-growfs@.service: early-boot safe, stopped at shutdown.
+      unitConfig.DefaultDependencies = false;
+      conflicts = [ "shutdown.target" ];
+      before = [ "shutdown.target" ];
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        ExecStart = "${config.systemd.package}/lib/systemd/systemd-growfs /home";
+      };
+    };
+
     # Break-glass: SSM Session Manager reaches a shell when sshd or the keys path is broken (the
     # Pulumi program grants the role Session Manager's channel actions; see nix/README.md).
     # amazon-image.nix already turns the agent on at normal priority: only "off" needs a stronger one.
@@ -144,7 +175,8 @@ in
     # A session shell is `sh` with the agent's own environment (amazon-ssm-agent
     # agent/session/shell/shell_unix.go: cmd.Env = os.Environ()), whose PATH NixOS builds from the
     # unit's `path` only: without the setuid wrappers there is no `sudo -i`.
-    systemd.services.amazon-ssm-agent = lib.mkIf cfg.ssmAgent.enable {
+    # Guarded by the agent's real state: a host may also turn it off with lib.mkForce false.
+    systemd.services.amazon-ssm-agent = lib.mkIf config.services.amazon-ssm-agent.enable {
       path = [
         "/run/wrappers"
         "/run/current-system/sw"

@@ -20,19 +20,23 @@ if (($# != 1)) || [[ -z $1 ]]; then
 fi
 target=$1
 stamp=${DEVSERVER_BACKUP_TIME:-$(date -u +%Y%m%dT%H%M%SZ)}
-backup=$target.hm-backup-$stamp
-n=1
-# -e or -L: a dangling symlink of that name is taken too.
-while [[ -e $backup || -L $backup ]]; do
-	n=$((n + 1))
-	backup=$target.hm-backup-$stamp-$n
+# Never give up on a taken name: after this command, success or not, home-manager's link step runs
+# `ln -Tsf` over TARGET (modules/files.nix linkGeneration), so a file left in place would be lost.
+for ((n = 1; ; n++)); do
+	backup=$target.hm-backup-$stamp
+	((n == 1)) || backup=$backup-$n
+	# -e or -L: a dangling symlink of that name is taken too.
+	[[ -e $backup || -L $backup ]] && continue
+	# -T --no-clobber: a name taken between the check and the move is never overwritten (nor
+	# entered, were it a directory); the next name is tried.
+	mv -T --no-clobber -- "$target" "$backup" 2>/dev/null || true
+	[[ -e $target || -L $target ]] || break
+	if [[ ! -e $backup && ! -L $backup ]]; then
+		# Not a taken name: TARGET's directory refuses changes, so the link step's `ln` fails too.
+		echo "devserver: could not move $target aside (to $backup)" >&2
+		exit 1
+	fi
 done
-# --no-clobber: a name taken between the check and the move is never overwritten.
-mv --no-clobber -- "$target" "$backup"
-if [[ -e $target || -L $target ]]; then
-	echo "devserver: could not move $target aside (to $backup); it is left in place" >&2
-	exit 1
-fi
 message="home-manager manages ${target/#"$HOME"/\~}: your version was moved to ${backup/#"$HOME"/\~}"
 echo "devserver: $message"
 state_dir=${XDG_STATE_HOME:-$HOME/.local/state}/devserver

@@ -57,7 +57,8 @@ ssm_sessions=$(grep -c . <<<"$ssm_out" || true)
 # A deployment (apply-flake.sh holds the deploy lock) or the nightly upgrade is work even when
 # nobody is logged in and the CPU waits on the network: a poweroff half-way leaves a half-switched
 # system.
-if [[ -e $deploy_lock ]] && ! flock --nonblock "$deploy_lock" true; then
+# --shared: a probe, not a claim (the upgrade's guard also only probes, and waits briefly).
+if [[ -e $deploy_lock ]] && ! flock --nonblock --shared "$deploy_lock" true; then
   log "a deployment holds $deploy_lock; staying up"
   rm -f "$state_file"
   exit 0

@@ -18,7 +18,8 @@
 # Usage: upgrade-flake-lock.sh guard|save|restore FLAKE_DIR
 #        upgrade-flake-lock.sh verify FLAKE_DIR CHECK_COMMAND [ARGS...]
 # Env (tests): DEVSERVER_RUN_DIR (/run/devserver), DEVSERVER_SYSTEM_PROFILE
-# (/nix/var/nix/profiles/system), DEVSERVER_SYSTEMD_DIR (/run/systemd/system).
+# (/nix/var/nix/profiles/system), DEVSERVER_SYSTEMD_DIR (/run/systemd/system),
+# DEVSERVER_DEPLOY_LOCK_WAIT (seconds guard waits for the deploy lock, 5).
 set -euo pipefail
 
 if [[ $# -lt 2 || ! $1 =~ ^(guard|save|verify|restore)$ || ($1 == verify && $# -lt 3) ]]; then
@@ -67,7 +68,9 @@ restore_lock() {
 case $action in
 guard)
 	install -d -m 0755 -- "$run_dir"
-	if ! flock --nonblock "$deploy_lock" true; then
+	# A short wait rides out a momentary holder (idle-stop's probe each minute, which the timers
+	# can start at the same instant); a deployment holds the lock for minutes and is still seen.
+	if ! flock --timeout "${DEVSERVER_DEPLOY_LOCK_WAIT:-5}" "$deploy_lock" true; then
 		echo "nixos-upgrade: a Pulumi deployment (apply-flake.sh) holds $deploy_lock; skipping this upgrade" >&2
 		exit 1
 	fi
@@ -114,10 +117,19 @@ restore)
 	current=$(readlink -- "$system_profile" || true)
 	if [[ $previous =~ -[0-9]+-link$ && $current != "$previous" ]]; then
 		echo "nixos-upgrade failed ($result) after switching to $current; activating $previous again" >&2
-		if ! activate_previous "$previous" || [[ $(readlink -- "$system_profile" || true) != "$previous" ]]; then
+		status=0
+		activate_previous "$previous" || status=$?
+		# Decided by the result, not the exit code: switch-to-configuration exits 4 when a unit
+		# failed, yet the generation is active and the boot default; the lock follows the profile.
+		if [[ $(readlink -- "$system_profile" || true) != "$previous" ]]; then
 			# The system runs the new generation: keep the lock it was built from, so they agree.
 			rm -f -- "$saved" "$absent"
 			echo "nixos-upgrade: rolling back to $previous FAILED; the system runs $(readlink -- "$system_profile" || true) and $lock is the updated lock it was built from" >&2
+			exit 1
+		fi
+		if ((status != 0)); then
+			restore_lock "$result"
+			echo "nixos-upgrade: rolled back to $previous (the boot default again, its lock restored), but its activation exited $status: some units failed, see systemctl --failed" >&2
 			exit 1
 		fi
 		echo "nixos-upgrade: rolled back to $previous" >&2

@@ -39,6 +39,7 @@ let
     "nixfmt"
     "nixfmt-tree"
     "nixos-rebuild"
+    "pam"
     "procps"
     "shadow"
     "systemd"
@@ -241,9 +242,22 @@ let
       systemd = freeformWith { tmpfiles = freeformWith { rules = listOption lib.types.str; }; };
       system = freeformWith {
         stateVersion = lib.mkOption { type = lib.types.str; };
-        # nixos/modules/tasks/auto-upgrade.nix (nixpkgs as indexed, id 22278867): the options the
-        # devserver modules read, with upstream's types and defaults; `flags` is computed below.
+        # nixos/modules/tasks/auto-upgrade.nix as NixOS/nixpkgs#409185 left it (raboof/nixpkgs
+        # 7762d59b, merged 2025-05, so in nixos-25.11 and 26.05): the options the devserver modules
+        # read, with upstream's types and defaults; `flags` and the unit's `script` are built below.
+        # (Later revisions default `upgrade` to false when a flake is set; true is the stricter test.)
         autoUpgrade = freeformWith {
+          upgrade = lib.mkOption {
+            type = lib.types.bool;
+            default = true;
+          };
+          operation = lib.mkOption {
+            type = lib.types.enum [
+              "switch"
+              "boot"
+            ];
+            default = "switch";
+          };
           flake = lib.mkOption {
             type = lib.types.nullOr lib.types.str;
             default = null;
@@ -270,8 +284,28 @@ let
       };
     };
     config = {
-      # auto-upgrade.nix: a flake gets `--refresh --flake <flake>`; its script then appends
-      # `--upgrade` whenever channel is null (upgradeFlag), flakes included.
+      # auto-upgrade.nix: the unit's script (without the reboot window) runs
+      # `nixos-rebuild <operation> <flags ++ upgradeFlag>`, upgradeFlag = `--upgrade` when
+      # `channel == null && upgrade`.
+      systemd.services.nixos-upgrade =
+        let
+          cfg = config.system.autoUpgrade;
+          nixosRebuild = "${pkgs.nixos-rebuild}/bin/nixos-rebuild";
+          upgradeFlag = lib.optional (cfg.channel == null && cfg.upgrade) "--upgrade";
+        in
+        lib.mkIf (cfg.enable or false) {
+          script =
+            if cfg.allowReboot then
+              ''
+                ${nixosRebuild} boot ${toString (cfg.flags ++ upgradeFlag)}
+                ${nixosRebuild} ${cfg.operation} ${toString cfg.flags}
+              ''
+            else
+              ''
+                ${nixosRebuild} ${cfg.operation} ${toString (cfg.flags ++ upgradeFlag)}
+              '';
+        };
+      # auto-upgrade.nix: a flake gets `--refresh --flake <flake>`.
       system.autoUpgrade.flags =
         let
           cfg = config.system.autoUpgrade;
@@ -338,6 +372,53 @@ let
       ];
     };
 
+  # Stands in for nixpkgs nixos/modules/security/pam.nix @ 000b5872: a service's `rules.<type>.<name>`
+  # (enable, order, control, modulePath, args) and sshd's default account stack, which holds only
+  # `unix` on this host (ldap, mysql, kanidm, sss, krb5, oslogin, systemd_home are off). Upstream
+  # numbers rules `mkDefault (10000 + index * 100)` in list order; `unix` is the 9th account rule.
+  # `rendered` is formatRules "account": enabled rules by ascending order, "account control path args".
+  pamRule = lib.types.submodule {
+    options = {
+      enable = lib.mkOption {
+        type = lib.types.bool;
+        default = true;
+      };
+      order = lib.mkOption { type = lib.types.int; };
+      control = lib.mkOption { type = lib.types.str; };
+      modulePath = lib.mkOption { type = lib.types.str; };
+      args = listOption lib.types.str;
+    };
+  };
+  pamStub = {
+    options.security = freeformWith {
+      pam = freeformWith {
+        services = lib.mkOption {
+          type = lib.types.attrsOf (
+            lib.types.submodule {
+              options.rules = freeformWith {
+                account = lib.mkOption {
+                  type = lib.types.attrsOf pamRule;
+                  default = { };
+                };
+              };
+            }
+          );
+          default = { };
+        };
+      };
+    };
+    config.security.pam.services.sshd.rules.account.unix = {
+      control = "required";
+      modulePath = "pam_unix.so";
+      order = lib.mkDefault (10000 + 9 * 100);
+    };
+  };
+  renderAccount =
+    rules:
+    map (r: lib.concatStringsSep " " ([ "account" r.control r.modulePath ] ++ r.args)) (
+      lib.sort (a: b: a.order < b.order) (lib.filter (r: r.enable) (lib.attrValues rules))
+    );
+
   # Stands in for nixpkgs' amazon-ssm-agent module (nixos/modules/services/misc/amazon-ssm-agent.nix
   # @ 136283b5): when enabled it declares ssm-user as a normal user in its own group, which the
   # users stand-in above then checks like any other account.
@@ -388,6 +469,7 @@ let
     modules = [
       nixosStub
       usersStub
+      pamStub
       ssmAgentStub
       sshdStub
       { _module.args.pkgs = pkgs; }
@@ -440,6 +522,9 @@ in
   }) config.users.users;
   etc = lib.mapAttrs (_: f: { inherit (f) mode text; }) (config.environment.etc or { });
   homeDirsService = service "devserver-home-dirs";
+  homeGrowService = service "devserver-home-grow";
+  # sshd's PAM account stack as pam.nix renders it into /etc/pam.d/sshd.
+  sshdPamAccount = renderAccount config.security.pam.services.sshd.rules.account;
   vscodeRefreshService = service "devserver-vscode-server-refresh";
   ssmAgent = config.services.amazon-ssm-agent.enable or null;
   ssmAgentPath = (service "amazon-ssm-agent").path or null;

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 
 from tests.nix.test_sshd_login import module_in_homedir, nixos_authorized_keys_file
+from tests import pam_account
+from tests.pam_account import NIXOS_SSHD_ACCOUNT
 
 HARNESS = Path(__file__).resolve().parent / "eval-modules.nix"
 LIB = os.environ.get("NIXPKGS_LIB", "")
@@ -232,6 +234,10 @@ def test_a_session_manager_shell_finds_the_sudo_wrapper_on_its_path(sample: dict
     assert sample["ssmAgentPath"][0] == "/run/wrappers", sample["ssmAgentPath"]
     assert "/run/current-system/sw" in sample["ssmAgentPath"]
     assert evaluate(host="{ devserver.ssmAgent.enable = false; }")["ssmAgentPath"] is None
+    # The other off switch (mkForce false, as the docs allow) leaves no unit with only a `path`.
+    forced_off = evaluate("{ services.amazon-ssm-agent.enable = false; }")
+    assert forced_off["ssmAgent"] is False
+    assert forced_off["ssmAgentPath"] is None, "a unit without ExecStart is a bad-setting unit"
 
 
 def test_ssm_user_keeps_sudo_under_exec_wheel_only() -> None:
@@ -270,8 +276,16 @@ def test_home_is_mounted_by_stable_name_formatted_only_when_blank_and_never_bloc
     assert home["fsType"] == "ext4"
     assert home["autoFormat"] is True, "systemd-makefs formats only a device without a filesystem"
     assert "nofail" in home["options"], "a missing /home volume must not block boot"
-    # filesystems.nix: autoResize adds x-systemd.growfs, so a grown EBS volume reaches ext4.
-    assert home["autoResize"] is True
+    # filesystems.nix: autoResize adds x-systemd.growfs, and systemd-fstab-generator then orders
+    # local-fs.target after systemd-growfs@home.service (generator.c generator_hook_up_growfs),
+    # which waits for the nofail mount: sshd and SSM would wait out the device timeout.
+    assert not home.get("autoResize", False), "a late volume must not hold local-fs.target"
+    assert not any("growfs" in option for option in home["options"]), home["options"]
+    grow = sample["homeGrowService"]
+    assert grow is not None, "a grown EBS volume still reaches ext4"
+    assert grow["wantedBy"] == ["home.mount"] and grow["bindsTo"] == ["home.mount"], grow
+    assert grow["after"] == ["home.mount"], grow
+    assert grow["serviceConfig"]["ExecStart"].endswith("/lib/systemd/systemd-growfs /home")
 
 
 def test_kernel_device_name_for_home_is_rejected_with_the_fix() -> None:
@@ -430,6 +444,16 @@ def test_nightly_upgrade_is_skipped_during_a_deployment_and_login_checked_after_
     ), post
 
 
+def test_the_nightly_upgrades_rollback_is_not_killed_after_the_default_stop_timeout(
+    sample: dict[str, Any],
+) -> None:
+    # ExecStopPost runs under TimeoutStopSec (systemd service.c service_enter_stop_post), 90 s by
+    # default; restore may run a whole switch-to-configuration of the previous generation.
+    config = sample["upgradeService"]["serviceConfig"]
+    assert config["ExecStopPost"].endswith("restore /etc/nixos"), config
+    assert config.get("TimeoutStopSec") == "30min", config
+
+
 def test_nightly_upgrade_waits_for_the_token_unit_at_boot(sample: dict[str, Any]) -> None:
     unit = sample["upgradeService"]
     assert "devserver-github-token.service" in unit["after"]
@@ -519,6 +543,29 @@ def test_home_dirs_script_makes_only_missing_homes_and_only_on_the_volume(volume
         assert "systemctl start home.mount" in nologin.read_text()
 
 
+def test_a_late_volume_refuses_every_ssh_login_but_roots_through_sshds_pam_account_stack(
+    sample: dict[str, Any], tmp_path: Path
+) -> None:
+    # NixOS's own sshd stack has no pam_nologin (pam.nix rules.account): the module adds it.
+    fake_pam = "/nix/store/00000000000000000000000000000000-pam"
+    rendered = sample["sshdPamAccount"]
+    assert rendered == [line.format(pam=fake_pam) for line in NIXOS_SSHD_ACCOUNT], rendered
+    if why := pam_account.available():
+        pytest.skip(f"the rendered stack is checked; a real PAM account check needs: {why}")
+    # The real Linux-PAM modules run the rendered stack (what sshd asks after a key was accepted).
+    nologin = tmp_path / "nologin"
+    nologin.write_text(
+        "The /home volume (/dev/disk/by-id/x) is not mounted, so logins are refused\n"
+    )
+    stack = pam_account.local_stack(rendered, fake_pam, nologin)
+    developer = pam_account.check_account(stack, "nobody", tmp_path / "pam.d")
+    assert developer.code == pam_account.PAM_AUTH_ERR, developer
+    assert developer.messages == (nologin.read_text(),), "the developer is told why"
+    assert pam_account.check_account(stack, "root", tmp_path / "pam.d").allowed, "deploys go on"
+    nologin.unlink()
+    assert pam_account.check_account(stack, "nobody", tmp_path / "pam.d").allowed
+
+
 def test_old_secret_arn_option_still_sets_the_secret_id() -> None:
     # Hand-made hosts written for `devserver.token.secretArn` keep working (with a rename warning).
     result = evaluate(host='{ lib, ... }: { devserver.token.secretArn = lib.mkForce "old/name"; }')
@@ -538,12 +585,19 @@ def test_an_edited_dotfile_is_moved_by_the_backup_command_never_by_an_extension(
     assert "moved-dotfiles.log" in sample["zshInit"], "the next login says what was moved"
 
 
-def test_nightly_upgrade_never_updates_roots_channels(sample: dict[str, Any]) -> None:
-    # auto-upgrade.nix appends --upgrade when channel is null (flakes too): nix-channel --update.
+def test_nightly_upgrade_never_updates_roots_channels_and_keeps_upstreams_script(
+    sample: dict[str, Any],
+) -> None:
+    # auto-upgrade.nix adds --upgrade (nix-channel --update) when channel is null and `upgrade`.
+    assert sample["autoUpgrade"]["upgrade"] is False
     script = sample["upgradeService"]["script"]
     assert "--upgrade" not in script, script
     assert "/bin/nixos-rebuild switch --refresh --flake /etc/nixos#devserver-sample" in script
     assert sample["upgradeFlags"] == ["--refresh", "--flake /etc/nixos#devserver-sample"]
+    # Upstream's script is not replaced, so its options still work (e.g. `operation = "boot"`).
+    boot = evaluate(host='{ system.autoUpgrade.operation = "boot"; }')["upgradeService"]["script"]
+    assert "/bin/nixos-rebuild boot --refresh --flake /etc/nixos#devserver-sample" in boot, boot
+    assert "--upgrade" not in boot
 
 
 def test_stale_vscode_servers_are_removed_before_any_session_or_the_users_manager(
@@ -553,9 +607,16 @@ def test_stale_vscode_servers_are_removed_before_any_session_or_the_users_manage
     assert unit is not None, "auto-fix skips an already patched server after an arch switch"
     assert {"systemd-user-sessions.service", "user@2000.service"} <= set(unit["before"])
     assert unit["serviceConfig"]["User"] == "alice", "runs as the developer, never root in ~"
+    # Never %h: in a system unit it is /root whatever User= says (systemd.unit(5), specifiers).
     assert unit["serviceConfig"]["ExecStart"].endswith(
-        "/bin/devserver-vscode-server-refresh %h/.vscode-server %h/.vscode-server-insiders"
-    )
+        "/bin/devserver-vscode-server-refresh "
+        "/home/alice/.vscode-server /home/alice/.vscode-server-insiders"
+    ), unit["serviceConfig"]["ExecStart"]
+    assert "%h" not in unit["serviceConfig"]["ExecStart"]
+    assert unit["unitConfig"]["RequiresMountsFor"] == "/home/alice"
+    # restartIfChanged defaults to true (nixos/lib/systemd-unit-options.nix): a deploy would rerun
+    # it under a live VS Code session.
+    assert unit["restartIfChanged"] is False, "runs at boot, never during a switch"
     assert (
         evaluate("{ devserver.image.vscodeServer.enable = false; }")["vscodeRefreshService"] is None
     )

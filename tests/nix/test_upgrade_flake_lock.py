@@ -24,6 +24,7 @@ def _env(flake_dir: Path) -> dict[str, str]:
         "DEVSERVER_SYSTEM_PROFILE": str(root / "profiles" / "system"),
         "DEVSERVER_SYSTEMD_DIR": str(root / "run" / "systemd" / "system"),
         "FAKE_CALLS": str(root / "calls.log"),
+        "DEVSERVER_DEPLOY_LOCK_WAIT": "2",
     }
 
 
@@ -139,6 +140,25 @@ def test_upgrade_is_skipped_while_a_deployment_holds_the_deploy_lock(machine: Pa
     assert "holds" in done.stderr and "skipping this upgrade" in done.stderr, done.stderr
 
 
+def test_a_momentary_probe_of_the_deploy_lock_does_not_skip_the_night(machine: Path) -> None:
+    # idle-stop probes the lock every minute; its timer and the upgrade's can fire together.
+    run_dir = Path(_env(machine)["DEVSERVER_RUN_DIR"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / "deploy.lock"
+    lock.touch()
+    with subprocess.Popen(["flock", "--shared", str(lock), "sleep", "0.5"]) as probe:
+        # Until the probe holds it.
+        while (
+            probe.poll() is None
+            and subprocess.run(["flock", "-n", str(lock), "true"]).returncode == 0
+        ):
+            pass
+        assert probe.poll() is None, "the probe must still hold the lock when guard runs"
+        done = invoke("guard", machine)
+        probe.wait()
+    assert done.returncode == 0, done.stderr
+
+
 def test_guard_records_the_running_generation_when_no_deployment_runs(machine: Path) -> None:
     done = invoke("guard", machine)
 
@@ -227,6 +247,31 @@ def test_a_failed_rollback_keeps_the_lock_the_running_system_was_built_from(
     assert lock.read_text() == NEW, "lock and system must agree: the new system still runs"
     assert "rolling back to system-1-link FAILED" in done.stderr
     assert not (machine / "flake.lock.pre-upgrade").exists()
+
+
+def test_a_rollback_whose_activation_reports_failed_units_still_restores_the_lock(
+    machine: Path,
+) -> None:
+    # switch-to-configuration exits 4 when a unit failed, but the generation is active and the
+    # boot default (nixpkgs switch-to-configuration-ng; nixos/tests/switch-test.nix "failing units").
+    lock = machine / "flake.lock"
+    lock.write_text(OLD)
+    run("guard", machine)
+    run("save", machine)
+    lock.write_text(NEW)
+    _upgrade_switches(machine)
+    stc = Path(_env(machine)["DEVSERVER_SYSTEM_PROFILE"]).parent / "system-gen1" / "bin"
+    (stc / "switch-to-configuration").write_text("#!/bin/bash\nexit 4\n")
+
+    done = invoke("restore", machine, result="exit-code")
+
+    profile = Path(_env(machine)["DEVSERVER_SYSTEM_PROFILE"])
+    assert str(profile.readlink()) == "system-1-link"
+    assert lock.read_text() == OLD, "lock and system agree: system-1 was built from the old lock"
+    assert not (machine / "flake.lock.pre-upgrade").exists()
+    assert done.returncode == 1
+    assert "activation exited 4" in done.stderr, done.stderr
+    assert "FAILED" not in done.stderr
 
 
 def test_a_refused_upgrade_never_touches_a_lock_a_deployment_is_installing(machine: Path) -> None:

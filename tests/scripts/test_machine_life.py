@@ -16,6 +16,8 @@ The fakes and their sources:
   modules/files.nix linkGeneration): a real file in a link's place is backed up by
   $HOME_MANAGER_BACKUP_COMMAND, else to TARGET.$HOME_MANAGER_BACKUP_EXT unless that exists
   ("would be clobbered") and $HOME_MANAGER_BACKUP_OVERWRITE is unset; any collision fails the unit.
+  The link step then runs `ln -Tsf` over every target whose contents differ, whether the backup
+  command succeeded or not (`run $HOME_MANAGER_BACKUP_COMMAND "$targetPath" || errorEcho …`).
 - nixos-vscode-server's auto-fix (`vscode_connects`): nix-community/nixos-vscode-server 92ce71c3
   pkgs/auto-fix-vscode-server.nix: a server directory with `.nixos-patched` is skipped; otherwise
   `node` becomes a wrapper script naming the machine's store paths. VS Code Remote-SSH reuses
@@ -36,6 +38,7 @@ import pytest
 
 from tests.nix.test_sshd_login import SSHD, GitHubStandIn, StartSshd, layout, machine, start_sshd
 from tests.nix.test_sshd_login import Machine as SshdMachine
+from tests import pam_account
 from tests.scripts.aws_support import FETCH_SCRIPT, REGION
 from tests.scripts.test_apply_flake import (
     USER,
@@ -144,10 +147,43 @@ def activate_home(life: Life, hm_env: dict[str, str]) -> tuple[bool, str]:
                 log.append(done.stdout + done.stderr)
             elif ext := hm_env.get("HOME_MANAGER_BACKUP_EXT"):
                 target.rename(f"{target}.{ext}")
-        if target.is_symlink() or not target.exists():
-            target.unlink(missing_ok=True)
-            target.symlink_to(source)
+        # Whatever the backup command did: `ln -Tsf` unless the contents are identical.
+        if target.is_symlink() or not target.exists() or target.read_bytes() != source.read_bytes():
+            subprocess.run(["ln", "-Tsf", str(source), str(target)], check=True)
     return True, "".join(log)
+
+
+def test_a_dotfile_whose_backup_name_is_taken_meanwhile_is_still_kept(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".zshrc").write_text("# alice's own edit\n")
+    # Another writer takes the chosen name between the script's check and its move.
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "mv").write_text(
+        "#!/bin/bash\nfor a; do last=$a; done\n"
+        'if [[ ! -e $RACE_DONE ]]; then : > "$RACE_DONE"; echo "# someone else" > "$last"; fi\n'
+        'exec /bin/mv "$@"\n'
+    )
+    (fake_bin / "mv").chmod(0o755)
+    done = subprocess.run(
+        ["bash", str(HOME_BACKUP), str(home / ".zshrc")],
+        env={
+            "PATH": f"{fake_bin}:/usr/bin:/bin",
+            "HOME": str(home),
+            "DEVSERVER_BACKUP_TIME": "T",
+            "RACE_DONE": str(tmp_path / "raced"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    # home-manager links over the target afterwards, whatever the command's exit status.
+    subprocess.run(["ln", "-Tsf", "/nix/store/managed-zshrc", str(home / ".zshrc")], check=True)
+    kept = [p.read_text() for p in home.glob(".zshrc.hm-backup-*")]
+    assert "# alice's own edit\n" in kept, f"the edit was lost: {kept} {done.stderr}"
+    assert "# someone else\n" in kept, "the other writer's file is untouched"
+    assert done.returncode == 0, done.stderr
 
 
 def run_unit(
@@ -156,8 +192,12 @@ def run_unit(
     post: list[list[str]],
     stop_post: list[str],
     env: dict[str, str],
+    stop_timeout: float = 90,
 ) -> tuple[str, str]:
-    """A Type=oneshot unit's start, as systemd.service(5) runs it; returns (result, output)."""
+    """A Type=oneshot unit's start, as systemd.service(5) runs it; returns (result, output).
+
+    ExecStopPost runs under TimeoutStopSec (systemd src/core/service.c service_enter_stop_post
+    spawns it with timeout_stop_usec; DefaultTimeoutStopSec=90s), then is killed."""
     output, result = "", "success"
     for command in [*pre, start]:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
@@ -172,9 +212,16 @@ def run_unit(
             if done.returncode != 0:
                 result = "exit-code"
                 break
-    done = subprocess.run(
-        stop_post, env={**env, "SERVICE_RESULT": result}, capture_output=True, text=True, timeout=60
-    )
+    try:
+        done = subprocess.run(
+            stop_post,
+            env={**env, "SERVICE_RESULT": result},
+            capture_output=True,
+            text=True,
+            timeout=stop_timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return "timeout", output + "ExecStopPost killed after TimeoutStopSec\n"
     return result, output + done.stdout + done.stderr
 
 
@@ -197,6 +244,8 @@ def nightly_upgrade(life: Life, *, switch_exit: int) -> tuple[str, str]:
         post=[["bash", str(UPGRADE), "verify", flake_dir, *verify]],
         stop_post=["bash", str(UPGRADE), "restore", flake_dir],
         env=life.env(FAKE_REBUILD_EXIT=str(switch_exit)),
+        # base.nix TimeoutStopSec (test_the_nightly_upgrades_rollback_is_not_killed_after_the_...).
+        stop_timeout=30 * 60,
     )
 
 
@@ -306,10 +355,26 @@ def test_day_4_an_upgrade_that_fails_after_activating_is_rolled_back_with_its_lo
 def test_day_5_the_volume_is_late_at_boot_and_no_check_passes_on_the_root_disk(
     life: Life,
 ) -> None:
-    # nofail: boot goes on without /home; devserver-home-dirs then refuses user sessions.
+    # nofail: boot goes on without /home; devserver-home-dirs then writes /run/nologin.
     late = life.can_log_in(FAKE_HOME_SOURCE="")
     assert late.returncode == 2
     assert "/home is not a mount point: the home volume" in late.stderr
+    # The developer's SSH login: sshd's account stack as ec2.nix renders it, run by the real
+    # Linux-PAM modules ("nobody" stands in for alice, whom the fake passwd alone knows).
+    if why := pam_account.available():
+        pytest.skip(f"a real PAM account check needs: {why}")
+    nologin = life.m.root / "run" / "nologin"
+    nologin.parent.mkdir(exist_ok=True)
+    nologin.write_text("The /home volume is not mounted, so logins are refused\n")
+    stack = pam_account.local_stack(pam_account.NIXOS_SSHD_ACCOUNT, "{pam}", nologin)
+    login = pam_account.check_account(stack, "nobody", life.m.root / "pam.d")
+    assert not login.allowed, "no login lands in a home on the root disk"
+    assert login.messages == (nologin.read_text(),), "the developer is told why"
+    root = pam_account.check_account(stack, "root", life.m.root / "pam.d")
+    assert root.allowed, "root (deployments) still gets in; SSM's shell uses no PAM"
+    # The volume mounts: systemd-user-sessions removes /run/nologin.
+    nologin.unlink()
+    assert pam_account.check_account(stack, "nobody", life.m.root / "pam.d").allowed
     assert life.can_log_in().returncode == 0, "once the volume is there, logins work again"
 
 

@@ -1,7 +1,7 @@
 # Stand-in for nixpkgs' Amazon image module in the nixpkgs-free module evaluation (eval-modules.nix).
 # It carries the definitions of nixos/modules/virtualisation/amazon-image.nix that the devserver
-# modules meet, at the priority upstream gives them (read at DeterminateSystems/nixpkgs b6860cd7,
-# a nixpkgs fork tracking master; the same lines are in NixOS/nixpkgs nixos-25.05 onwards):
+# modules meet, at the priority upstream gives them (read at NixOS/nixpkgs 34a09096 and at
+# DeterminateSystems/nixpkgs b6860cd7, a fork tracking master: the same lines in both):
 # plain (normal-priority) definitions, so a host's plain `false`/"no" conflicts with them.
 { lib, ... }:
 {
