@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.nix.test_sshd_login import module_in_homedir, nixos_authorized_keys_file
 from tests import pam_account
+from tests.nix.test_sshd_login import module_in_homedir, nixos_authorized_keys_file
 from tests.pam_account import NIXOS_SSHD_ACCOUNT
 
 HARNESS = Path(__file__).resolve().parent / "eval-modules.nix"

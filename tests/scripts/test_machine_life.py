@@ -36,9 +36,9 @@ from pathlib import Path
 
 import pytest
 
+from tests import pam_account
 from tests.nix.test_sshd_login import SSHD, GitHubStandIn, StartSshd, layout, machine, start_sshd
 from tests.nix.test_sshd_login import Machine as SshdMachine
-from tests import pam_account
 from tests.scripts.aws_support import FETCH_SCRIPT, REGION
 from tests.scripts.test_apply_flake import (
     USER,
