@@ -182,6 +182,15 @@ class ExistingInstance:
         return dict(self.tags).get(key)
 
 
+@dataclass(frozen=True)
+class ElasticIpQuota:
+    """The region's "EC2-VPC Elastic IPs" quota."""
+
+    value: int
+    unread: str = ""
+    """Why Service Quotas could not be read (then `value` is AWS's default); empty when read."""
+
+
 def _no_results(err: Exception) -> bool:
     # Older AWS providers answer an empty match with this error instead of no ids.
     return "no results" in str(err).lower() or "no matching" in str(err).lower()
@@ -348,15 +357,19 @@ class AwsLookups:
         return tuple(self._instance(i, i in spot) for i in ids)
 
     @functools.cache  # noqa: B019
-    def elastic_ip_quota(self) -> tuple[int, bool]:
-        """The region's Elastic IP quota and whether it was read (else the AWS default of 5)."""
+    def elastic_ip_quota(self) -> ElasticIpQuota:
+        """The region's Elastic IP quota, or AWS's default of 5 and why it was not read. The data
+        source calls GetAWSDefaultServiceQuota, then GetServiceQuota, and fails if either is
+        refused (terraform-provider-aws service_quota_data_source.go dataSourceServiceQuotaRead)."""
         try:
             found = aws.servicequotas.get_service_quota(
                 service_code="ec2", quota_code=ELASTIC_IP_QUOTA_CODE
             )
-        except Exception:
-            return DEFAULT_ELASTIC_IP_QUOTA, False
-        return int(found.value), True
+        except Exception as err:
+            named = DENIED_ACTION_RE.search(str(err))
+            why = f"AWS denied {named.group(1)}" if named else str(err)
+            return ElasticIpQuota(DEFAULT_ELASTIC_IP_QUOTA, unread=why)
+        return ElasticIpQuota(int(found.value))
 
     @functools.cache  # noqa: B019
     @_needs("ec2:DescribeAddresses", "the region's Elastic IPs")

@@ -493,6 +493,57 @@ def test_a_fleet_of_6_in_a_region_with_5_elastic_ips_is_refused_before_anything(
     assert not five.refused, five
 
 
+def test_a_raised_elastic_ip_quota_is_read_with_the_operator_policy(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The data source needs servicequotas:GetAWSDefaultServiceQuota too (tests/program.py).
+    monkeypatch.setattr(fake, "ELASTIC_IP_QUOTA", [10.0])
+    monkeypatch.setattr(fake, "ELASTIC_IPS", {f"eipalloc-0other{i}": {} for i in range(6)})
+    people = ["ana", "ben", "cat"]
+    engine.set(
+        {"devserver:servers": [{"name": p, "user": p, "githubUser": f"{p}-gh"} for p in people]}
+    )
+    step = engine.up("a fleet of 3 beside 6 other addresses, quota raised to 10")
+    print(step)
+    assert not step.refused, step
+
+
+def test_an_update_that_needs_no_new_elastic_ip_is_never_refused(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine.up("create")
+    # Later the region fills up past its quota with other people's addresses.
+    monkeypatch.setattr(fake, "ELASTIC_IPS", {f"eipalloc-0other{i}": {} for i in range(6)})
+    step = engine.up("no-op up in a full region")
+    print(step)
+    assert not step.refused, step
+
+
+def test_an_unread_elastic_ip_quota_warns_instead_of_refusing(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warnings: list[str] = []
+    monkeypatch.setattr("components.devserver.pulumi.log.warn", warnings.append)
+    monkeypatch.setattr(fake, "QUOTA_DENIED", {"servicequotas:GetAWSDefaultServiceQuota"})
+    monkeypatch.setattr(fake, "ELASTIC_IPS", {f"eipalloc-0other{i}": {} for i in range(5)})
+    step = engine.up("a first up beside 5 other addresses, quota unreadable")
+    print(step, warnings)
+    assert not step.refused, step
+    warned = [w for w in warnings if "L-0263D0A3" in w]
+    assert warned and "servicequotas:GetAWSDefaultServiceQuota" in warned[0], warnings
+    assert "devserver:user" not in warned[0], warned
+
+
+def test_the_elastic_ip_refusal_of_one_server_names_no_unrelated_key(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fake, "ELASTIC_IPS", {f"eipalloc-0other{i}": {} for i in range(5)})
+    step = engine.up("a first up beside 5 other addresses, quota 5")
+    print(step)
+    assert len(step.refused) == 1 and "needs 1 new Elastic IP(s)" in step.refused[0], step
+    assert "devserver:user" not in step.refused[0], step.refused[0]
+
+
 def test_an_edit_under_nix_re_runs_only_the_deployment(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -138,7 +138,10 @@ ACTIONS: dict[str, list[str]] = {
     ],
     "aws:pricing/getProduct:getProduct": ["pricing:GetProducts"],
     "aws:ec2/getEips:getEips": ["ec2:DescribeAddresses"],
-    "aws:servicequotas/getServiceQuota:getServiceQuota": ["servicequotas:GetServiceQuota"],
+    # service_quota_data_source.go@01f43111: GetAWSDefaultServiceQuota first, then GetServiceQuota.
+    "aws:servicequotas/getServiceQuota:getServiceQuota": [
+        "servicequotas:GetAWSDefaultServiceQuota", "servicequotas:GetServiceQuota",
+    ],
 }  # fmt: skip
 # Types that are not AWS API calls: components, providers, TLS keys, SSH commands.
 NOT_AWS = re.compile(r"^(devserver:|pulumi:providers:|tls:|command:)")
