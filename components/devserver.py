@@ -137,7 +137,7 @@ def plan(settings: DevServerSettings, lookups: AwsLookups) -> DevServerArgs:
         image,
         spot_interrupted=interrupted,
         state_version=installed_release(settings, machine),
-        pinned_host_key=_pinned_host_key(machine),
+        pinned_host_key=_pinned_host_key(machine, lookups),
         new_machine=machine is None,
     )
 
@@ -150,10 +150,15 @@ def _new_image(settings: DevServerSettings, lookups: AwsLookups) -> str:
         return f"an AMI that must be found first ({err})"
 
 
-def _pinned_host_key(machine: ExistingInstance | None) -> HostKeyPin | None:
-    value = machine.tag(HOST_KEY_TAG) if machine is not None else None
-    mode, _, key = (value or "").partition(" ")
-    if machine is None or mode not in (FIRST_USE, PINNED, NOT_DEPLOYED) or not key:
+def _pinned_host_key(machine: ExistingInstance | None, lookups: AwsLookups) -> HostKeyPin | None:
+    """The pin on the machine's primary network interface, else where stacks before it kept it
+    (a tag on the instance itself)."""
+    if machine is None:
+        return None
+    eni = machine.network_interface_id
+    value = dict(lookups.network_interface_tags(eni)).get(HOST_KEY_TAG) if eni else None
+    mode, _, key = (value or machine.tag(HOST_KEY_TAG) or "").partition(" ")
+    if mode not in (FIRST_USE, PINNED, NOT_DEPLOYED) or not key:
         return None
     return HostKeyPin(machine.id, mode, key)
 
@@ -418,8 +423,12 @@ class DevServer(pulumi.ComponentResource):
                 here,
             )
 
-        # The host key as first read, kept on the machine itself (a tag), so the next plan pins
-        # it while the deployment is absent (stopped, interrupted) and when it comes back.
+        # The host key as first read, kept on the machine's primary network interface (a tag), so
+        # the next plan pins it while the deployment is absent (stopped, interrupted) and when it
+        # comes back. Not on the instance: its own tagsAll would delete the tag after a refresh
+        # (aws_ec2_tag docs: never combined with the parent's resource). Nothing else manages the
+        # ENI, and it lives exactly as long as the machine, so the tag is retained, never deleted
+        # (a replaced machine's ENI goes with it; no DeleteTags on an untagged ENI is needed).
         self.ssh_host_key: pulumi.Output[str | None] = (
             self.deployment.host_key if self.deployment is not None else self._pinned(pin)
         )
@@ -430,10 +439,10 @@ class DevServer(pulumi.ComponentResource):
         if self.deployment is not None or pin is not None:
             aws.ec2.Tag(
                 f"{self.machine.resource_name}-host-key-tag",
-                resource_id=self.machine.instance_id,
+                resource_id=self.machine.instance.primary_network_interface_id,
                 key=HOST_KEY_TAG,
                 value=self.ssh_host_key.apply(lambda key: f"{mode} {key}" if key else ""),
-                opts=pulumi.ResourceOptions(parent=self.machine),
+                opts=pulumi.ResourceOptions(parent=self.machine, retain_on_delete=True),
             )
         self.instance_id = self.machine.instance_id
         self.public_ip = self.machine.public_ip

@@ -176,6 +176,8 @@ class ExistingInstance:
     tags: tuple[tuple[str, str], ...] = ()
     ami: str = ""
     """The AMI it was launched from (it may since have been deregistered)."""
+    network_interface_id: str = ""
+    """Its primary network interface (EC2 made it with the machine and deletes it with it)."""
 
     def tag(self, key: str) -> str | None:
         """The value of one tag, or None when the instance does not carry it."""
@@ -357,6 +359,18 @@ class AwsLookups:
         return tuple(self._instance(i, i in spot) for i in ids)
 
     @functools.cache  # noqa: B019
+    @_needs("ec2:DescribeNetworkInterfaces", "the host key pinned on the machine")
+    def network_interface_tags(self, eni_id: str) -> tuple[tuple[str, str], ...]:
+        """The tags of a network interface (none when it is gone)."""
+        try:
+            found = aws.ec2.get_network_interface(id=eni_id)
+        except Exception as err:
+            if DENIED_RE.search(str(err)):
+                raise
+            return ()
+        return tuple(sorted((found.tags or {}).items()))
+
+    @functools.cache  # noqa: B019
     def elastic_ip_quota(self) -> ElasticIpQuota:
         """The region's Elastic IP quota, or AWS's default of 5 and why it was not read. The data
         source calls GetAWSDefaultServiceQuota, then GetServiceQuota, and fails if either is
@@ -399,6 +413,7 @@ class AwsLookups:
             key_name=i.key_name or "",
             tags=tuple(sorted((i.tags or {}).items())),
             ami=i.ami or "",
+            network_interface_id=i.network_interface_id or "",
         )
 
     @_needs("ec2:DescribeInstances", "the server's machines by their tags")

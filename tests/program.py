@@ -231,6 +231,14 @@ class FakeAws(pulumi.runtime.Mocks):
         """The instances EC2 holds now (tests/lifecycle.py adds the ones in the stack's state)."""
         return INSTANCES
 
+    def network_interfaces(self) -> dict[str, dict[str, str]]:
+        """The primary ENIs of the instances EC2 holds now: id -> tags (tests/lifecycle.py adds
+        the tags the stack's aws.ec2.Tag resources put there)."""
+        return {
+            x.get("networkInterfaceId") or f"eni-{i[2:]}": dict(x.get("eniTags") or {})
+            for i, x in self.instances().items()
+        }
+
     def key_pairs(self) -> dict[str, str]:
         """The EC2 key pairs that exist now (tests/lifecycle.py adds the stack's own)."""
         return KEY_PAIRS
@@ -386,9 +394,20 @@ class FakeAws(pulumi.runtime.Mocks):
                 # What the program's own key pair is called in this fake (see outputs_of).
                 "keyName": x.get("keyName", "devserver-deploy-2468"),
                 "ami": x.get("ami", ""),
+                "networkInterfaceId": x.get("networkInterfaceId") or f"eni-{a['instanceId'][2:]}",
                 "tags": x["tags"],
                 "instanceTags": x["tags"],
             }
+        if token == "aws:ec2/getNetworkInterface:getNetworkInterface":
+            # DescribeNetworkInterfaces by id (vpc_network_interface_data_source.go).
+            eni = a.get("id", "")
+            enis = self.network_interfaces()
+            if eni not in enis:
+                raise AwsError(
+                    f"InvalidNetworkInterfaceID.NotFound: The networkInterface ID '{eni}' does not "
+                    "exist"
+                )
+            return {"id": eni, "tags": enis[eni]}
         if token == "aws:ec2/getKeyPair:getKeyPair":
             # DescribeKeyPairs (IncludePublicKey) by name; a missing one is InvalidKeyPair.NotFound.
             name = a.get("keyName", "")
@@ -503,6 +522,10 @@ class FakeAws(pulumi.runtime.Mocks):
                 "publicDns": f"ec2-198-51-100-7.{REGION}.compute.amazonaws.com",
                 "availabilityZone": SUBNETS[subnet][1] if subnet in SUBNETS else None,
                 "arn": f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{rid}",
+                # EC2 creates the primary ENI with the instance (and deletes it with it).
+                "primaryNetworkInterfaceId": f"eni-{rid[2:]}",
+                # pulumi-aws computes tagsAll from the config tags (provider/tags.go applyTags).
+                "tagsAll": dict(inputs.get("tags") or {}),
             }
             if inputs.get("instanceMarketOptions"):
                 state["spotInstanceRequestId"] = f"sir-{_hex(name, 8)}"

@@ -443,6 +443,24 @@ def test_the_host_key_stays_pinned_across_stop_and_start(engine: Engine) -> None
     _expect(engine.up("no-op up after the start"), {}, set())
 
 
+def test_the_host_key_pin_survives_a_refresh(engine: Engine) -> None:
+    created = engine.up("create")
+    key = created.run.outputs["sshHostKey"] if created.run else None
+    assert key, created
+    # `pulumi up --refresh`: the refresh reads every tag EC2 holds into the instance's tagsAll.
+    engine.refresh(lambda state: None)
+    _expect(engine.up("up --refresh"), {}, set())
+    _expect(engine.up("no-op up after the refresh"), {}, set())
+    engine.set({"devserver:state": "stopped"})
+    stopped = engine.up("stop")
+    print(stopped)
+    assert stopped.run is not None and stopped.run.outputs["sshHostKey"] == key, stopped
+    engine.set({"devserver:state": "running"})
+    engine.up("start")
+    first_contact = engine.entry_named("devserver-host-key").inputs["connection"]
+    assert reveal(first_contact).get("hostKey") == key, "no trust on first use after a refresh"
+
+
 def test_home_volume_shrink_is_refused_and_growth_is_in_place(engine: Engine) -> None:
     engine.up("create")
     engine.set({"devserver:homeVolumeGiB": 50})
