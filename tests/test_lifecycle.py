@@ -492,6 +492,40 @@ def test_credentials_only_in_stack_config_reach_the_price_list_provider(engine: 
     assert provider["region"] == "us-east-1"
 
 
+def test_secret_aws_settings_stay_secret_in_the_price_list_provider(engine: Engine) -> None:
+    engine.set(
+        secrets={
+            "aws:assumeRoleWithWebIdentity": '{"roleArn": "arn:aws:iam::123456789012:role/ci", '
+            '"webIdentityToken": "FAKE-WEB-IDENTITY-TOKEN"}',
+            "aws:httpsProxy": "http://user:fake-proxy-password@proxy.example:3128",
+        }
+    )
+    engine.set({"aws:noProxy": "169.254.169.254"})
+    step = engine.up("secret aws: settings")
+    assert step.run is not None, step
+    provider = step.run.named("price-list-us-east-1").inputs
+    for key in ("assumeRoleWithWebIdentity", "httpsProxy"):
+        value = provider.get(key)
+        assert isinstance(value, dict) and fake.SECRET_SIG in value, f"{key} in plain: {value}"
+    assert "FAKE-WEB-IDENTITY-TOKEN" in str(reveal(provider["assumeRoleWithWebIdentity"]))
+    assert provider.get("noProxy") == "169.254.169.254", "a plain setting stays plain"
+
+
+def test_every_aws_provider_argument_reaches_the_price_list_provider() -> None:
+    import inspect
+
+    import pulumi_aws as aws
+
+    from components.settings import aws_access
+
+    # The region is the Price List API's own; the rest is every argument pulumi_aws takes.
+    wanted = set(inspect.signature(aws.Provider._internal_init).parameters) - {
+        "__self__", "resource_name", "opts", "__props__", "region",
+    }  # fmt: skip
+    passed = {aws_access._snake(k) for k in aws_access.PROVIDER_KEYS}
+    assert wanted == passed, f"missing {sorted(wanted - passed)}, unknown {sorted(passed - wanted)}"
+
+
 def test_a_fleet_of_6_in_a_region_with_5_elastic_ips_is_refused_before_anything(
     engine: Engine,
 ) -> None:
