@@ -28,7 +28,7 @@ chose once (a volume id, an address) stays what it was. The rules it applies, ea
   interrupted machine only while its request is open; DLM stops managing the snapshots of a
   schedule whose name changes (EBS User Guide, "Considerations for modifying policies");
 - `pulumi destroy --exclude-protected` (what scripts/down runs) targets every resource except the
-  protected ones and their transitive dependencies (pulumi/pulumi `separateProtected`); a
+  protected ones and their transitive dependencies (pulumi/pulumi `getProtectedExcludes`); a
   dependency is an explicit `dependsOn` or an input holding another resource's id.
 """
 

@@ -260,7 +260,7 @@ def test_a_protected_resource_refuses_the_whole_destroy(engine: Engine) -> None:
 
 
 def test_exclude_protected_keeps_what_a_protected_resource_depends_on(engine: Engine) -> None:
-    # pulumi/pulumi separateProtected: a protected resource and its transitive dependencies stay.
+    # pulumi/pulumi getProtectedExcludes: a protected resource and its transitive dependencies stay.
     engine.up("create")
     attachment = ("aws:ec2/volumeAttachment:VolumeAttachment", HOME)
     for key, entry in engine.state.items():
