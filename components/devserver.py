@@ -24,6 +24,7 @@ from components.lookups import (
     AwsPermissionError,
     ExistingInstance,
     Image,
+    lookup_failed,
 )
 from components.machine import HOST_KEY_TAG, Machine, MachineArgs
 from components.network import (
@@ -267,7 +268,7 @@ def spot_interrupted(s: DevServerSettings, lookups: AwsLookups) -> bool:
         # The same tags that find its machines and volumes: an owner rename must not hide it.
         stopped = lookups.interrupted_spot_instances(s.lookup_tags)
     except AwsLookupError as err:
-        raise SettingsError(f"{s.config_prefix}spot: {err}") from err
+        raise SettingsError(lookup_failed(s.name, err)) from err
     if stopped:
         pulumi.log.warn(
             f"server {s.name!r}: the spot machine {', '.join(stopped)} was stopped by a spot "

@@ -38,6 +38,11 @@ class AwsLookupError(Exception):
     """An AWS lookup found nothing; the message says what was asked."""
 
 
+def lookup_failed(server: str, err: AwsLookupError) -> str:
+    """A failed lookup of what AWS holds, as a problem: AWS's, not a configuration value's."""
+    return f"server {server!r}: an AWS lookup failed (no configuration key is at fault): {err}"
+
+
 # The least-privilege policy for the identity running Pulumi (docs/security.md).
 OPERATOR_POLICY = Path(__file__).resolve().parent.parent / "docs" / "operator-iam-policy.json"
 # How AWS says "not allowed": EC2 UnauthorizedOperation, other services AccessDenied(Exception).

@@ -98,6 +98,8 @@ ELASTIC_IP_QUOTA: list[float | None] = [5.0]
 QUOTA_DENIED: set[str] = set()
 # Invokes the operator's IAM policy does not allow: invoke token -> the IAM action AWS names.
 DENIED: dict[str, str] = {}
+# Invokes that fail for another reason (throttling, an outage): invoke token -> AWS's error.
+FAILING: dict[str, str] = {}
 
 
 def denied_message(action: str) -> str:
@@ -285,6 +287,8 @@ class FakeAws(pulumi.runtime.Mocks):
     def _answer(self, token: str, a: dict[str, Any]) -> dict[str, Any]:
         if token in DENIED:
             raise AwsError(denied_message(DENIED[token]))
+        if token in FAILING:
+            raise AwsError(FAILING[token])
         if token == "aws:ec2/getInstanceType:getInstanceType":
             name = a["instanceType"]
             if name not in INSTANCE_TYPES:
