@@ -24,6 +24,7 @@ from components.lookups import (
     AwsPermissionError,
     ExistingInstance,
     Image,
+    lookup_failed,
 )
 from components.machine import HOST_KEY_TAG, Machine, MachineArgs
 from components.network import (
@@ -137,7 +138,7 @@ def plan(settings: DevServerSettings, lookups: AwsLookups) -> DevServerArgs:
         image,
         spot_interrupted=interrupted,
         state_version=installed_release(settings, machine),
-        pinned_host_key=_pinned_host_key(machine),
+        pinned_host_key=_pinned_host_key(machine, lookups),
         new_machine=machine is None,
     )
 
@@ -150,10 +151,15 @@ def _new_image(settings: DevServerSettings, lookups: AwsLookups) -> str:
         return f"an AMI that must be found first ({err})"
 
 
-def _pinned_host_key(machine: ExistingInstance | None) -> HostKeyPin | None:
-    value = machine.tag(HOST_KEY_TAG) if machine is not None else None
-    mode, _, key = (value or "").partition(" ")
-    if machine is None or mode not in (FIRST_USE, PINNED, NOT_DEPLOYED) or not key:
+def _pinned_host_key(machine: ExistingInstance | None, lookups: AwsLookups) -> HostKeyPin | None:
+    """The pin on the machine's primary network interface, else where stacks before it kept it
+    (a tag on the instance itself)."""
+    if machine is None:
+        return None
+    eni = machine.network_interface_id
+    value = dict(lookups.network_interface_tags(eni)).get(HOST_KEY_TAG) if eni else None
+    mode, _, key = (value or machine.tag(HOST_KEY_TAG) or "").partition(" ")
+    if mode not in (FIRST_USE, PINNED, NOT_DEPLOYED) or not key:
         return None
     return HostKeyPin(machine.id, mode, key)
 
@@ -194,28 +200,43 @@ def plan_all(servers: tuple[DevServerSettings, ...], lookups: AwsLookups) -> lis
 def check_elastic_ips(servers: tuple[DevServerSettings, ...], lookups: AwsLookups) -> None:
     """Refuse, before anything is created, an update that needs more Elastic IPs than the region
     has left: each server holds one, and EC2 allows 5 per region unless the quota is raised
-    (Service Quotas L-0263D0A3); past it, AllocateAddress fails half-way through the update."""
+    (Service Quotas L-0263D0A3); past it, AllocateAddress fails half-way through the update.
+    An update that allocates nothing is never refused, and a quota that could not be read is
+    only a warning: a refusal must not rest on AWS's default when the quota may be raised."""
     if not servers:
         return
     try:
-        quota, read = lookups.elastic_ip_quota()
+        quota = lookups.elastic_ip_quota()
         in_use = len(lookups.elastic_ips())
         ours = len(lookups.elastic_ips((("devserver:stack", servers[0].stack),)))
     except AwsLookupError as err:
         pulumi.log.warn(f"the Elastic IP quota was not checked: {err}")
         return
     needed = max(0, len(servers) - ours)
-    if in_use + needed <= quota:
+    if needed == 0 or in_use + needed <= quota.value:
         return
-    source = "its Service Quotas value" if read else "the AWS default (Service Quotas was not read)"
-    region, key = servers[0].region, "devserver:servers" if len(servers) > 1 else "devserver:user"
+    region = servers[0].region
+    # Only a fleet has a key that asks for more addresses; one server needs its one address.
+    key = "devserver:servers: " if len(servers) > 1 else ""
+    shortfall = (
+        f"this update needs {needed} new Elastic IP(s) (one per server: {len(servers)} servers, "
+        f"{ours} with an address already), but {region} has {in_use} of its {quota.value} in use"
+    )
+    ask = (
+        f"aws service-quotas request-service-quota-increase --region {region} --service-code ec2 "
+        f"--quota-code L-0263D0A3 --desired-value {in_use + needed}"
+    )
+    if quota.unread:
+        pulumi.log.warn(
+            f"{key}the Elastic IP quota (L-0263D0A3) could not be read ({quota.unread}; the "
+            "operator policy needs servicequotas:GetAWSDefaultServiceQuota and "
+            f"servicequotas:GetServiceQuota), so AWS's default is assumed: {shortfall}. Unless "
+            f"the quota was raised, AllocateAddress will fail half-way; ask for more: {ask}"
+        )
+        return
     raise SettingsError(
-        f"{key}: this update needs {needed} new Elastic IP(s) (one per server: {len(servers)} "
-        f"servers, {ours} with an address already), but {region} has {in_use} of its "
-        f'{quota} in use ({source}, quota L-0263D0A3 "EC2-VPC Elastic IPs"). Ask for more '
-        f"first: aws service-quotas request-service-quota-increase --region {region} "
-        f"--service-code ec2 --quota-code L-0263D0A3 --desired-value {in_use + needed}; or "
-        "release addresses nobody uses, or add fewer servers to this stack."
+        f'{key}{shortfall} (quota L-0263D0A3 "EC2-VPC Elastic IPs"). Ask for more first: '
+        f"{ask}; or release addresses nobody uses, or add fewer servers to this stack."
     )
 
 
@@ -247,7 +268,7 @@ def spot_interrupted(s: DevServerSettings, lookups: AwsLookups) -> bool:
         # The same tags that find its machines and volumes: an owner rename must not hide it.
         stopped = lookups.interrupted_spot_instances(s.lookup_tags)
     except AwsLookupError as err:
-        raise SettingsError(f"{s.config_prefix}spot: {err}") from err
+        raise SettingsError(lookup_failed(s.name, err)) from err
     if stopped:
         pulumi.log.warn(
             f"server {s.name!r}: the spot machine {', '.join(stopped)} was stopped by a spot "
@@ -408,8 +429,12 @@ class DevServer(pulumi.ComponentResource):
                 here,
             )
 
-        # The host key as first read, kept on the machine itself (a tag), so the next plan pins
-        # it while the deployment is absent (stopped, interrupted) and when it comes back.
+        # The host key as first read, kept on the machine's primary network interface (a tag), so
+        # the next plan pins it while the deployment is absent (stopped, interrupted) and when it
+        # comes back. Not on the instance: its own tagsAll would delete the tag after a refresh
+        # (aws_ec2_tag docs: never combined with the parent's resource). Nothing else manages the
+        # ENI, and it lives exactly as long as the machine, so the tag is retained, never deleted
+        # (a replaced machine's ENI goes with it; no DeleteTags on an untagged ENI is needed).
         self.ssh_host_key: pulumi.Output[str | None] = (
             self.deployment.host_key if self.deployment is not None else self._pinned(pin)
         )
@@ -420,10 +445,10 @@ class DevServer(pulumi.ComponentResource):
         if self.deployment is not None or pin is not None:
             aws.ec2.Tag(
                 f"{self.machine.resource_name}-host-key-tag",
-                resource_id=self.machine.instance_id,
+                resource_id=self.machine.instance.primary_network_interface_id,
                 key=HOST_KEY_TAG,
                 value=self.ssh_host_key.apply(lambda key: f"{mode} {key}" if key else ""),
-                opts=pulumi.ResourceOptions(parent=self.machine),
+                opts=pulumi.ResourceOptions(parent=self.machine, retain_on_delete=True),
             )
         self.instance_id = self.machine.instance_id
         self.public_ip = self.machine.public_ip

@@ -38,6 +38,11 @@ class AwsLookupError(Exception):
     """An AWS lookup found nothing; the message says what was asked."""
 
 
+def lookup_failed(server: str, err: AwsLookupError) -> str:
+    """A failed lookup of what AWS holds, as a problem: AWS's, not a configuration value's."""
+    return f"server {server!r}: an AWS lookup failed (no configuration key is at fault): {err}"
+
+
 # The least-privilege policy for the identity running Pulumi (docs/security.md).
 OPERATOR_POLICY = Path(__file__).resolve().parent.parent / "docs" / "iam" / "operator-policy.json"
 # How AWS says "not allowed": EC2 UnauthorizedOperation, other services AccessDenied(Exception).
@@ -176,10 +181,21 @@ class ExistingInstance:
     tags: tuple[tuple[str, str], ...] = ()
     ami: str = ""
     """The AMI it was launched from (it may since have been deregistered)."""
+    network_interface_id: str = ""
+    """Its primary network interface (EC2 made it with the machine and deletes it with it)."""
 
     def tag(self, key: str) -> str | None:
         """The value of one tag, or None when the instance does not carry it."""
         return dict(self.tags).get(key)
+
+
+@dataclass(frozen=True)
+class ElasticIpQuota:
+    """The region's "EC2-VPC Elastic IPs" quota."""
+
+    value: int
+    unread: str = ""
+    """Why Service Quotas could not be read (then `value` is AWS's default); empty when read."""
 
 
 def _no_results(err: Exception) -> bool:
@@ -348,15 +364,31 @@ class AwsLookups:
         return tuple(self._instance(i, i in spot) for i in ids)
 
     @functools.cache  # noqa: B019
-    def elastic_ip_quota(self) -> tuple[int, bool]:
-        """The region's Elastic IP quota and whether it was read (else the AWS default of 5)."""
+    @_needs("ec2:DescribeNetworkInterfaces", "the host key pinned on the machine")
+    def network_interface_tags(self, eni_id: str) -> tuple[tuple[str, str], ...]:
+        """The tags of a network interface (none when it is gone)."""
+        try:
+            found = aws.ec2.get_network_interface(id=eni_id)
+        except Exception as err:
+            if DENIED_RE.search(str(err)):
+                raise
+            return ()
+        return tuple(sorted((found.tags or {}).items()))
+
+    @functools.cache  # noqa: B019
+    def elastic_ip_quota(self) -> ElasticIpQuota:
+        """The region's Elastic IP quota, or AWS's default of 5 and why it was not read. The data
+        source calls GetAWSDefaultServiceQuota, then GetServiceQuota, and fails if either is
+        refused (terraform-provider-aws service_quota_data_source.go dataSourceServiceQuotaRead)."""
         try:
             found = aws.servicequotas.get_service_quota(
                 service_code="ec2", quota_code=ELASTIC_IP_QUOTA_CODE
             )
-        except Exception:
-            return DEFAULT_ELASTIC_IP_QUOTA, False
-        return int(found.value), True
+        except Exception as err:
+            named = DENIED_ACTION_RE.search(str(err))
+            why = f"AWS denied {named.group(1)}" if named else str(err)
+            return ElasticIpQuota(DEFAULT_ELASTIC_IP_QUOTA, unread=why)
+        return ElasticIpQuota(int(found.value))
 
     @functools.cache  # noqa: B019
     @_needs("ec2:DescribeAddresses", "the region's Elastic IPs")
@@ -386,6 +418,7 @@ class AwsLookups:
             key_name=i.key_name or "",
             tags=tuple(sorted((i.tags or {}).items())),
             ami=i.ami or "",
+            network_interface_id=i.network_interface_id or "",
         )
 
     @_needs("ec2:DescribeInstances", "the server's machines by their tags")

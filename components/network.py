@@ -17,6 +17,7 @@ from components.lookups import (
     ExistingInstance,
     ExistingVolume,
     Subnet,
+    lookup_failed,
 )
 from components.settings import DevServerSettings, SettingsError
 
@@ -138,7 +139,7 @@ def check_home_size(server: DevServerSettings, lookups: AwsLookups) -> None:
     try:
         volumes = _home_volumes(server, lookups)
     except AwsLookupError as err:
-        raise SettingsError(f"{where}homeVolumeGiB: {err}") from err
+        raise SettingsError(lookup_failed(server.name, err)) from err
     bigger = [v for v in volumes if v.size_gib > asked]
     if not bigger:
         return
@@ -164,7 +165,7 @@ def _kept_home_zone(server: DevServerSettings, lookups: AwsLookups, zone: str | 
     try:
         volumes = _home_volumes(server, lookups)
     except AwsLookupError as err:
-        raise SettingsError(f"{where}availabilityZone: {err}") from err
+        raise SettingsError(lookup_failed(server.name, err)) from err
     zones = sorted({v.availability_zone for v in volumes})
     if not zones:
         return zone

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from components.image import STATE_VERSION_TAG
-from components.lookups import AwsLookupError, AwsLookups, ExistingInstance
+from components.lookups import AwsLookupError, AwsLookups, ExistingInstance, lookup_failed
 from components.network import Placement
 from components.settings import DevServerSettings, MachineSpec, SettingsError, report
 
@@ -68,7 +68,7 @@ def existing_machine(s: DevServerSettings, lookups: AwsLookups) -> ExistingInsta
     try:
         live = lookups.live_instances(s.lookup_tags)
     except AwsLookupError as err:
-        raise SettingsError(f"{s.config_prefix}rebuild: {err}") from err
+        raise SettingsError(lookup_failed(s.name, err)) from err
     return next((m for m in live if _same_resource(m, s, lookups)), None)
 
 

@@ -102,7 +102,7 @@ class OfflineAws(FakeAws):
         if invoke == "aws:ec2/getKeyPair:getKeyPair":
             raise AwsError("InvalidKeyPair.NotFound (offline: a first up)")
         if invoke == "aws:servicequotas/getServiceQuota:getServiceQuota":
-            # Offline the quota is unknown: the program assumes AWS's default (5 per region).
+            # Offline the quota is unknown: the program assumes AWS's default (5) and warns.
             raise AwsError("offline: the Elastic IP quota is read by `pulumi up`")
         if invoke in ("aws:pricing/getProduct:getProduct", "aws:ec2/getSpotPrice:getSpotPrice"):
             raise AwsError(OFFLINE)

@@ -14,6 +14,12 @@ chose once (a volume id, an address) stays what it was. The rules it applies, ea
 - a remote.Command runs `create` on create and replace, and on update runs `update`, or `create`
   again when no `update` is set (pulumi-command commandController.go); a CopyToRemote update copies
   only when its source or remote path changed (copyController.go).
+- tags: pulumi-aws computes an instance's `tagsAll` from its config tags only (pulumi/pulumi-aws
+  `provider/tags.go` applyTags), and terraform-provider-aws sets `tags_all` in every plan
+  (`verify.SetTagsDiff`), so a tag another resource (`aws.ec2.Tag`) put on a Pulumi-managed
+  instance, once a refresh read it into the state's `tagsAll`, is deleted (DeleteTags) by the
+  instance's next update, while the Tag resource, unchanged, does not put it back
+  (terraform-provider-aws website/docs/r/ec2_tag.html.markdown: "perpetual difference");
 - the world moves between steps too (`refresh`): a stopped instance reads back no public IP;
   the instances in the state are what EC2 holds, so the program's instance lookups see them;
 - time passes (`Engine.advance`): a persistent spot request launched without ValidUntil ends 7
@@ -22,7 +28,7 @@ chose once (a volume id, an address) stays what it was. The rules it applies, ea
   interrupted machine only while its request is open; DLM stops managing the snapshots of a
   schedule whose name changes (EBS User Guide, "Considerations for modifying policies");
 - `pulumi destroy --exclude-protected` (what scripts/down runs) targets every resource except the
-  protected ones and their transitive dependencies (pulumi/pulumi `separateProtected`); a
+  protected ones and their transitive dependencies (pulumi/pulumi `getProtectedExcludes`); a
   dependency is an explicit `dependsOn` or an input holding another resource's id.
 """
 
@@ -148,9 +154,17 @@ class Change:
 class StatefulAws(FakeAws):
     """FakeAws that knows the state before the step and diffs each registration against it."""
 
-    def __init__(self, state: dict[tuple[str, str], Entry], generation: int, day: int = 0) -> None:
+    def __init__(
+        self,
+        state: dict[tuple[str, str], Entry],
+        generation: int,
+        day: int = 0,
+        deleted_tags: set[tuple[str, str]] | None = None,
+    ) -> None:
         super().__init__()
         self.day = day
+        self.deleted_tags = deleted_tags if deleted_tags is not None else set()
+        """(resource id, key) of tags an instance's tagsAll diff deleted from EC2."""
         self.before = state
         self.after: dict[tuple[str, str], Entry] = {}
         self.changes: list[Change] = []
@@ -171,12 +185,20 @@ class StatefulAws(FakeAws):
                     "subnetId": e.inputs.get("subnetId"),
                     "keyName": e.inputs.get("keyName"),
                     "ami": e.inputs.get("ami"),
+                    "networkInterfaceId": e.outputs.get("primaryNetworkInterfaceId"),
+                    "eniTags": {},
                 }
-        # aws_ec2_tag resources add their tag to the instance they name.
+        enis = {x["networkInterfaceId"]: x for x in live.values() if x.get("networkInterfaceId")}
+        # aws_ec2_tag resources add their tag to the instance (or its primary ENI) they name,
+        # unless an instance update deleted it since.
         for e in self.before.values():
-            if e.type == TAG and e.inputs.get("resourceId") in live:
-                target = live[e.inputs["resourceId"]]
-                target["tags"] = {**target["tags"], e.inputs["key"]: e.inputs.get("value")}
+            rid, key = e.inputs.get("resourceId"), e.inputs.get("key")
+            if e.type != TAG or (rid, key) in self.deleted_tags:
+                continue
+            if rid in live:
+                live[rid]["tags"] = {**live[rid]["tags"], key: e.inputs.get("value")}
+            elif rid in enis:
+                enis[rid]["eniTags"] = {**enis[rid]["eniTags"], key: e.inputs.get("value")}
         return live
 
     def volumes(self) -> dict[str, tuple[str, bool, int, dict[str, str]]]:
@@ -223,11 +245,24 @@ class StatefulAws(FakeAws):
             return super().new_resource(args)
         changed = _changed(args.typ, old.inputs, inputs) if old else []
         op = "create" if old is None else _operation(args.typ, old.inputs, inputs, changed)
+        if args.typ == INSTANCE and old is not None and op in ("same", "update"):
+            # tagsAll as planned (the config tags) against the state's (what a refresh read):
+            # an update, and the keys only the state has are deleted from EC2 (module docstring).
+            before_all, after_all = old.outputs.get("tagsAll"), inputs.get("tags") or {}
+            if before_all is not None and comparable(before_all) != comparable(after_all):
+                changed, op = [*changed, "tagsAll"], "update"
+                if not self.preview:
+                    self.deleted_tags.update((old.id, k) for k in before_all if k not in after_all)
+        if args.typ == TAG and op != "same" and not self.preview:
+            # CreateTags puts the tag (back) on its resource.
+            self.deleted_tags.discard((inputs.get("resourceId"), inputs.get("key")))
         if old is not None and op in ("same", "update"):
             rid, outputs = old.id, dict(old.outputs)
             if args.typ == INSTANCE and "instanceType" in changed:
                 # The provider stops and starts the instance: EC2 gives it a new public IPv4.
                 outputs.update(_auto_ip(self.generation))
+            if args.typ == INSTANCE and op == "update":
+                outputs["tagsAll"] = dict(inputs.get("tags") or {})
             self.resources.append(Registered(args.typ, args.name, inputs, outputs))
             returned: tuple[str, dict[str, Any]] = (rid, {**inputs, **outputs})
         else:
@@ -445,6 +480,8 @@ class Engine:
         self.generation = 0
         self.day = 0
         self.history: list[StepResult] = []
+        self.deleted_tags: set[tuple[str, str]] = set()
+        """Tags an instance update deleted from EC2 that a Tag resource still claims."""
 
     def set(
         self, config: dict[str, Any] | None = None, secrets: dict[str, str] | None = None
@@ -456,7 +493,7 @@ class Engine:
     def up(self, name: str, *, preview: bool = False) -> StepResult:
         """`pulumi up` (or `pulumi preview`, which leaves the state as it was)."""
         self.generation += 1
-        fake = StatefulAws(self.state, self.generation, self.day)
+        fake = StatefulAws(self.state, self.generation, self.day, self.deleted_tags)
         reset_runtime()
         try:
             run = run_program(
@@ -536,7 +573,12 @@ class Engine:
         return True
 
     def refresh(self, reads: Callable[[dict[tuple[str, str], Entry]], None]) -> None:
-        """`pulumi refresh` (or `up --refresh`): the state takes what AWS reports now."""
+        """`pulumi refresh` (or `up --refresh`): the state takes what AWS reports now, an
+        instance's tagsAll included (every tag EC2 holds on it)."""
+        held = StatefulAws(self.state, self.generation, self.day, self.deleted_tags).instances()
+        for e in self.state.values():
+            if e.type == INSTANCE and e.id in held:
+                e.outputs["tagsAll"] = dict(held[e.id]["tags"])
         reads(self.state)
 
     def destroy(self, name: str, *, exclude_protected: bool = False) -> StepResult:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import fnmatch
 import hashlib
 import json
 import re
@@ -90,10 +91,15 @@ RETIRED_RELEASES: set[str] = set()
 SPOT_PRICES = {"m7i.xlarge": "0.0817", "m7g.xlarge": "0.0664", "c7g.2xlarge": "0.1203"}
 # Elastic IPs of the region that exist already: allocation id -> tags (DescribeAddresses).
 ELASTIC_IPS: dict[str, dict[str, str]] = {}
-# Service Quotas "EC2-VPC Elastic IPs" (L-0263D0A3) of the region; None: GetServiceQuota refused.
+# Service Quotas "EC2-VPC Elastic IPs" (L-0263D0A3) of the region as applied (raised); None: never
+# raised (GetServiceQuota answers NoSuchResourceException, the data source keeps the default).
 ELASTIC_IP_QUOTA: list[float | None] = [5.0]
+# Service Quotas actions refused beyond what docs/iam/operator-policy.json allows.
+QUOTA_DENIED: set[str] = set()
 # Invokes the operator's IAM policy does not allow: invoke token -> the IAM action AWS names.
 DENIED: dict[str, str] = {}
+# Invokes that fail for another reason (throttling, an outage): invoke token -> AWS's error.
+FAILING: dict[str, str] = {}
 
 
 def denied_message(action: str) -> str:
@@ -108,6 +114,21 @@ def denied_message(action: str) -> str:
         "UnauthorizedOperation: You are not authorized to perform this operation. User: "
         f"arn:aws:iam::{ACCOUNT}:user/alice is not authorized to perform: {action} because no "
         f"identity-based policy allows the {action} action"
+    )
+
+
+def operator_policy_allows(action: str) -> bool:
+    """Whether docs/iam/operator-policy.json allows an action (IAM matches case-insensitively)."""
+    policy = json.loads(
+        (ROOT / "docs" / "iam" / "operator-policy.json").read_text(encoding="utf-8")
+    )
+    return any(
+        s["Effect"] == "Allow"
+        and any(
+            fnmatch.fnmatchcase(action.lower(), p.lower())
+            for p in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        )
+        for s in policy["Statement"]
     )
 
 
@@ -214,6 +235,14 @@ class FakeAws(pulumi.runtime.Mocks):
         """The instances EC2 holds now (tests/lifecycle.py adds the ones in the stack's state)."""
         return INSTANCES
 
+    def network_interfaces(self) -> dict[str, dict[str, str]]:
+        """The primary ENIs of the instances EC2 holds now: id -> tags (tests/lifecycle.py adds
+        the tags the stack's aws.ec2.Tag resources put there)."""
+        return {
+            x.get("networkInterfaceId") or f"eni-{i[2:]}": dict(x.get("eniTags") or {})
+            for i, x in self.instances().items()
+        }
+
     def key_pairs(self) -> dict[str, str]:
         """The EC2 key pairs that exist now (tests/lifecycle.py adds the stack's own)."""
         return KEY_PAIRS
@@ -240,9 +269,28 @@ class FakeAws(pulumi.runtime.Mocks):
             # Returned as a failure, the way the engine reports a data source error to the program.
             return {}, [("", str(err))]
 
+    def _service_quota(self, a: dict[str, Any]) -> dict[str, Any]:
+        """aws_servicequotas_service_quota as terraform-provider-aws reads it
+        (internal/service/servicequotas/service_quota_data_source.go@01f43111
+        dataSourceServiceQuotaRead): GetAWSDefaultServiceQuota first, an error if it fails; then
+        GetServiceQuota, whose NoSuchResourceException (never raised) keeps the default value."""
+        sq = "SERVICEQUOTAS"
+        if (a.get("serviceCode"), a.get("quotaCode")) != ("ec2", "L-0263D0A3"):
+            raise AwsError(f"{sq}: NoSuchResourceException: no quota {a.get('quotaCode')}")
+        for action, step in (
+            ("servicequotas:GetAWSDefaultServiceQuota", "getting Default Service Quota"),
+            ("servicequotas:GetServiceQuota", "getting Service Quota"),
+        ):
+            if action in QUOTA_DENIED or not operator_policy_allows(action):
+                raise AwsError(f"{step} for (ec2/L-0263D0A3): {denied_message(action)}")
+        value = 5.0 if ELASTIC_IP_QUOTA[0] is None else ELASTIC_IP_QUOTA[0]
+        return {"id": "ec2/L-0263D0A3", "value": value, "quotaName": "EC2-VPC Elastic IPs"}
+
     def _answer(self, token: str, a: dict[str, Any]) -> dict[str, Any]:
         if token in DENIED:
             raise AwsError(denied_message(DENIED[token]))
+        if token in FAILING:
+            raise AwsError(FAILING[token])
         if token == "aws:ec2/getInstanceType:getInstanceType":
             name = a["instanceType"]
             if name not in INSTANCE_TYPES:
@@ -323,11 +371,7 @@ class FakeAws(pulumi.runtime.Mocks):
             ids = sorted(i for i, tags in self.elastic_ips().items() if wanted <= tags.items())
             return {"id": REGION, "allocationIds": ids, "publicIps": []}
         if token == "aws:servicequotas/getServiceQuota:getServiceQuota":
-            # GetServiceQuota; an account may lack servicequotas:GetServiceQuota.
-            quota = ELASTIC_IP_QUOTA[0]
-            if (a.get("serviceCode"), a.get("quotaCode")) != ("ec2", "L-0263D0A3") or quota is None:
-                raise AwsError("AccessDeniedException: not authorized to GetServiceQuota")
-            return {"id": "ec2/L-0263D0A3", "value": quota, "quotaName": "EC2-VPC Elastic IPs"}
+            return self._service_quota(a)
         if token == "aws:ec2/getInstances:getInstances":
             f = _filters(a)
             ids = [
@@ -356,9 +400,20 @@ class FakeAws(pulumi.runtime.Mocks):
                 # What the program's own key pair is called in this fake (see outputs_of).
                 "keyName": x.get("keyName", "devserver-deploy-2468"),
                 "ami": x.get("ami", ""),
+                "networkInterfaceId": x.get("networkInterfaceId") or f"eni-{a['instanceId'][2:]}",
                 "tags": x["tags"],
                 "instanceTags": x["tags"],
             }
+        if token == "aws:ec2/getNetworkInterface:getNetworkInterface":
+            # DescribeNetworkInterfaces by id (vpc_network_interface_data_source.go).
+            eni = a.get("id", "")
+            enis = self.network_interfaces()
+            if eni not in enis:
+                raise AwsError(
+                    f"InvalidNetworkInterfaceID.NotFound: The networkInterface ID '{eni}' does not "
+                    "exist"
+                )
+            return {"id": eni, "tags": enis[eni]}
         if token == "aws:ec2/getKeyPair:getKeyPair":
             # DescribeKeyPairs (IncludePublicKey) by name; a missing one is InvalidKeyPair.NotFound.
             name = a.get("keyName", "")
@@ -473,6 +528,10 @@ class FakeAws(pulumi.runtime.Mocks):
                 "publicDns": f"ec2-198-51-100-7.{REGION}.compute.amazonaws.com",
                 "availabilityZone": SUBNETS[subnet][1] if subnet in SUBNETS else None,
                 "arn": f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{rid}",
+                # EC2 creates the primary ENI with the instance (and deletes it with it).
+                "primaryNetworkInterfaceId": f"eni-{rid[2:]}",
+                # pulumi-aws computes tagsAll from the config tags (provider/tags.go applyTags).
+                "tagsAll": dict(inputs.get("tags") or {}),
             }
             if inputs.get("instanceMarketOptions"):
                 state["spotInstanceRequestId"] = f"sir-{_hex(name, 8)}"

@@ -129,7 +129,11 @@ ACTIONS: dict[str, list[str]] = {
     ],
     "aws:pricing/getProduct:getProduct": ["pricing:GetProducts"],
     "aws:ec2/getEips:getEips": ["ec2:DescribeAddresses"],
-    "aws:servicequotas/getServiceQuota:getServiceQuota": ["servicequotas:GetServiceQuota"],
+    "aws:ec2/getNetworkInterface:getNetworkInterface": ["ec2:DescribeNetworkInterfaces"],
+    # service_quota_data_source.go@01f43111: GetAWSDefaultServiceQuota first, then GetServiceQuota.
+    "aws:servicequotas/getServiceQuota:getServiceQuota": [
+        "servicequotas:GetAWSDefaultServiceQuota", "servicequotas:GetServiceQuota",
+    ],
     # Not the program: a person opening the break-glass shell (docs/security.md).
     "person:session-manager": ["ssm:StartSession"],
 }  # fmt: skip

@@ -5,7 +5,7 @@ outputs, `config get aws:region` with the region, `destroy` with the exit code a
 A plain `pulumi destroy` fails at preview while the stack holds a protected resource
 (pulumi/pulumi pkg/resource/deploy/step.go DeleteStep.Apply -> deleteProtectedError, checked
 before the DryRun branch); `--exclude-protected` excludes protected resources and what they
-depend on (pkg/cmd/pulumi/operations/destroy.go separateProtected).
+depend on (pkg/cmd/pulumi/operations/destroy.go getProtectedExcludes @1b5949891b3c).
 """
 
 from __future__ import annotations

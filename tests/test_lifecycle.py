@@ -260,7 +260,7 @@ def test_a_protected_resource_refuses_the_whole_destroy(engine: Engine) -> None:
 
 
 def test_exclude_protected_keeps_what_a_protected_resource_depends_on(engine: Engine) -> None:
-    # pulumi/pulumi separateProtected: a protected resource and its transitive dependencies stay.
+    # pulumi/pulumi getProtectedExcludes: a protected resource and its transitive dependencies stay.
     engine.up("create")
     attachment = ("aws:ec2/volumeAttachment:VolumeAttachment", HOME)
     for key, entry in engine.state.items():
@@ -443,6 +443,24 @@ def test_the_host_key_stays_pinned_across_stop_and_start(engine: Engine) -> None
     _expect(engine.up("no-op up after the start"), {}, set())
 
 
+def test_the_host_key_pin_survives_a_refresh(engine: Engine) -> None:
+    created = engine.up("create")
+    key = created.run.outputs["sshHostKey"] if created.run else None
+    assert key, created
+    # `pulumi up --refresh`: the refresh reads every tag EC2 holds into the instance's tagsAll.
+    engine.refresh(lambda state: None)
+    _expect(engine.up("up --refresh"), {}, set())
+    _expect(engine.up("no-op up after the refresh"), {}, set())
+    engine.set({"devserver:state": "stopped"})
+    stopped = engine.up("stop")
+    print(stopped)
+    assert stopped.run is not None and stopped.run.outputs["sshHostKey"] == key, stopped
+    engine.set({"devserver:state": "running"})
+    engine.up("start")
+    first_contact = engine.entry_named("devserver-host-key").inputs["connection"]
+    assert reveal(first_contact).get("hostKey") == key, "no trust on first use after a refresh"
+
+
 def test_home_volume_shrink_is_refused_and_growth_is_in_place(engine: Engine) -> None:
     engine.up("create")
     engine.set({"devserver:homeVolumeGiB": 50})
@@ -474,6 +492,40 @@ def test_credentials_only_in_stack_config_reach_the_price_list_provider(engine: 
     assert provider["region"] == "us-east-1"
 
 
+def test_secret_aws_settings_stay_secret_in_the_price_list_provider(engine: Engine) -> None:
+    engine.set(
+        secrets={
+            "aws:assumeRoleWithWebIdentity": '{"roleArn": "arn:aws:iam::123456789012:role/ci", '
+            '"webIdentityToken": "FAKE-WEB-IDENTITY-TOKEN"}',
+            "aws:httpsProxy": "http://user:fake-proxy-password@proxy.example:3128",
+        }
+    )
+    engine.set({"aws:noProxy": "169.254.169.254"})
+    step = engine.up("secret aws: settings")
+    assert step.run is not None, step
+    provider = step.run.named("price-list-us-east-1").inputs
+    for key in ("assumeRoleWithWebIdentity", "httpsProxy"):
+        value = provider.get(key)
+        assert isinstance(value, dict) and fake.SECRET_SIG in value, f"{key} in plain: {value}"
+    assert "FAKE-WEB-IDENTITY-TOKEN" in str(reveal(provider["assumeRoleWithWebIdentity"]))
+    assert provider.get("noProxy") == "169.254.169.254", "a plain setting stays plain"
+
+
+def test_every_aws_provider_argument_reaches_the_price_list_provider() -> None:
+    import inspect
+
+    import pulumi_aws as aws
+
+    from components.settings import aws_access
+
+    # The region is the Price List API's own; the rest is every argument pulumi_aws takes.
+    wanted = set(inspect.signature(aws.Provider._internal_init).parameters) - {
+        "__self__", "resource_name", "opts", "__props__", "region",
+    }  # fmt: skip
+    passed = {aws_access._snake(k) for k in aws_access.PROVIDER_KEYS}
+    assert wanted == passed, f"missing {sorted(wanted - passed)}, unknown {sorted(passed - wanted)}"
+
+
 def test_a_fleet_of_6_in_a_region_with_5_elastic_ips_is_refused_before_anything(
     engine: Engine,
 ) -> None:
@@ -491,6 +543,57 @@ def test_a_fleet_of_6_in_a_region_with_5_elastic_ips_is_refused_before_anything(
     five = engine.up("a fleet of 5")
     print(five)
     assert not five.refused, five
+
+
+def test_a_raised_elastic_ip_quota_is_read_with_the_operator_policy(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The data source needs servicequotas:GetAWSDefaultServiceQuota too (tests/program.py).
+    monkeypatch.setattr(fake, "ELASTIC_IP_QUOTA", [10.0])
+    monkeypatch.setattr(fake, "ELASTIC_IPS", {f"eipalloc-0other{i}": {} for i in range(6)})
+    people = ["ana", "ben", "cat"]
+    engine.set(
+        {"devserver:servers": [{"name": p, "user": p, "githubUser": f"{p}-gh"} for p in people]}
+    )
+    step = engine.up("a fleet of 3 beside 6 other addresses, quota raised to 10")
+    print(step)
+    assert not step.refused, step
+
+
+def test_an_update_that_needs_no_new_elastic_ip_is_never_refused(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine.up("create")
+    # Later the region fills up past its quota with other people's addresses.
+    monkeypatch.setattr(fake, "ELASTIC_IPS", {f"eipalloc-0other{i}": {} for i in range(6)})
+    step = engine.up("no-op up in a full region")
+    print(step)
+    assert not step.refused, step
+
+
+def test_an_unread_elastic_ip_quota_warns_instead_of_refusing(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warnings: list[str] = []
+    monkeypatch.setattr("components.devserver.pulumi.log.warn", warnings.append)
+    monkeypatch.setattr(fake, "QUOTA_DENIED", {"servicequotas:GetAWSDefaultServiceQuota"})
+    monkeypatch.setattr(fake, "ELASTIC_IPS", {f"eipalloc-0other{i}": {} for i in range(5)})
+    step = engine.up("a first up beside 5 other addresses, quota unreadable")
+    print(step, warnings)
+    assert not step.refused, step
+    warned = [w for w in warnings if "L-0263D0A3" in w]
+    assert warned and "servicequotas:GetAWSDefaultServiceQuota" in warned[0], warnings
+    assert "devserver:user" not in warned[0], warned
+
+
+def test_the_elastic_ip_refusal_of_one_server_names_no_unrelated_key(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fake, "ELASTIC_IPS", {f"eipalloc-0other{i}": {} for i in range(5)})
+    step = engine.up("a first up beside 5 other addresses, quota 5")
+    print(step)
+    assert len(step.refused) == 1 and "needs 1 new Elastic IP(s)" in step.refused[0], step
+    assert "devserver:user" not in step.refused[0], step.refused[0]
 
 
 def test_an_edit_under_nix_re_runs_only_the_deployment(

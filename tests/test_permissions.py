@@ -14,8 +14,10 @@ Run = Callable[..., ProgramRun]
 @pytest.fixture(autouse=True)
 def _allow_everything_again() -> Iterator[None]:
     fake.DENIED.clear()
+    fake.FAILING.clear()
     yield
     fake.DENIED.clear()
+    fake.FAILING.clear()
 
 
 @pytest.mark.parametrize(
@@ -50,3 +52,16 @@ def test_refusals_of_every_server_of_a_fleet_are_reported_together(program: Run)
     message = str(run.error)
     assert message.count("AWS denied ec2:DescribeInstances") == 1, "the same refusal once"
     assert not run.resources
+
+
+@pytest.mark.parametrize(
+    "token", ["aws:ec2/getInstances:getInstances", "aws:ebs/getEbsVolumes:getEbsVolumes"]
+)
+def test_a_failed_lookup_blames_no_configuration_key(program: Run, token: str) -> None:
+    fake.FAILING[token] = "RequestLimitExceeded: Request limit exceeded."
+    run = program(raise_errors=False)
+    message = str(run.error)
+    assert run.error is not None and not run.resources, f"{token}: something was registered"
+    assert "RequestLimitExceeded" in message and "an AWS lookup failed" in message, message
+    for key in ("devserver:rebuild", "devserver:homeVolumeGiB", "devserver:availabilityZone"):
+        assert key not in message, message

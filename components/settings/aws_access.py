@@ -36,15 +36,19 @@ _SECRET = ("accessKey", "secretKey", "token")
 _TEXT = (
     "profile",
     "customCaBundle",
+    "ec2MetadataServiceEndpoint",
+    "ec2MetadataServiceEndpointMode",
     "httpProxy",
     "httpsProxy",
     "noProxy",
     "retryMode",
+    "s3UsEast1RegionalEndpoint",
     "stsRegion",
     "tagPolicyCompliance",
 )
 _FLAGS = (
     "insecure",
+    "s3UsePathStyle",
     "skipCredentialsValidation",
     "skipMetadataApiCheck",
     "skipRegionValidation",
@@ -65,6 +69,8 @@ _OBJECTS = (
     "sharedCredentialsFiles",
     "userAgents",
 )
+# Every key passed on (a test compares them with aws.Provider's signature).
+PROVIDER_KEYS = (*_SECRET, *_TEXT, *_FLAGS, *_NUMBERS, *_OBJECTS)
 
 
 def provider_args(aws: pulumi.Config) -> dict[str, Any]:
@@ -86,6 +92,13 @@ def provider_args(aws: pulumi.Config) -> dict[str, Any]:
     for key in _OBJECTS:
         found[key] = aws.get_object(key)
     return {_snake(k): v for k, v in found.items() if v is not None}
+
+
+def kept_secret(args: dict[str, Any]) -> dict[str, Any]:
+    """The provider arguments with every value the stack config marks secret wrapped as one, so
+    none reaches the state in plain (`Config.get` returns a secret's value unmarked)."""
+    secret = {_snake(k) for k in PROVIDER_KEYS if pulumi.runtime.is_config_secret(f"aws:{k}")}
+    return {k: pulumi.Output.secret(v) if k in secret else v for k, v in args.items()}
 
 
 def _snake(key: str) -> str:
@@ -267,7 +280,7 @@ def aws_access(args: dict[str, Any], errors: list[str]) -> tuple[AwsAccess, list
         access_key=args.get("access_key"),
         secret_key=args.get("secret_key"),
         token=args.get("token"),
-        provider_args=args,
+        provider_args=kept_secret(args),
     )
     return access, unsupported
 
