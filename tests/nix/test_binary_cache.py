@@ -117,10 +117,17 @@ def generate_key(nix: Nix, name: str) -> tuple[Path, str]:
     return secret, public.read_text().strip()
 
 
-def signed_cache(nix: Nix, store: Path, top: str, key_file: Path | None, name: str) -> Path:
-    """The closure of `top`, signed with `key_file` (or not at all), copied to a file:// cache."""
+def signed_cache(
+    nix: Nix, store: Path, top: str, key_file: Path | None, name: str, on_upload: bool = False
+) -> Path:
+    """The closure of `top` copied to a file:// cache, signed with `key_file` (or not at all):
+    by `nix store sign` first, or (`on_upload`) by the cache's `secret-key` setting, as CI does."""
     conf = nix.conf("sign")
-    if key_file is not None:
+    cache = nix.root / f"cache-{name}"
+    url = f"file://{cache}"
+    if key_file is not None and on_upload:
+        url += f"?secret-key={key_file}"
+    elif key_file is not None:
         nix.run(
             conf,
             "nix",
@@ -133,8 +140,7 @@ def signed_cache(nix: Nix, store: Path, top: str, key_file: Path | None, name: s
             str(key_file),
             top,
         )
-    cache = nix.root / f"cache-{name}"
-    nix.run(conf, "nix", "--store", str(store), "copy", "--to", f"file://{cache}", top)
+    nix.run(conf, "nix", "--store", str(store), "copy", "--to", url, top)
     return cache
 
 
@@ -225,7 +231,8 @@ def test_the_programs_key_conversion_gives_a_key_pair_nix_signs_and_verifies_wit
     derived = nix.run(nix.conf("keys"), "nix", "key", "convert-secret-to-public", stdin=secret)
     assert derived.stdout.strip() == public, "the converted secret and public keys do not match"
 
-    cache = signed_cache(nix, store, top, key_file, "converted")
+    # Signed on upload, the way the binary-cache workflow pushes (`secret-key` store setting).
+    cache = signed_cache(nix, store, top, key_file, "converted", on_upload=True)
     fresh, result = substitute(nix, cache, public, top)
     assert result.returncode == 0, (
         f"Nix refused paths signed with the converted key:\n{result.stderr}"
