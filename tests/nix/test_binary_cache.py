@@ -14,9 +14,11 @@ system closure is input-addressed. The builds run in Nix's sandbox, which needs 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import pytest
 
 from components.binary_cache import nix_public_key, nix_secret_key
 
+BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "time_to_usable.py"
 pytestmark = pytest.mark.skipif(
     shutil.which("nix") is None or shutil.which("nix-store") is None,
     reason="Debian's nix-bin (nix, nix-store) is not installed",
@@ -238,3 +241,29 @@ def test_the_programs_key_conversion_gives_a_key_pair_nix_signs_and_verifies_wit
         f"Nix refused paths signed with the converted key:\n{result.stderr}"
     )
     assert is_valid(nix, fresh, top) and is_valid(nix, fresh, dep)
+
+
+def test_the_time_to_usable_model_reads_what_nix_path_info_prints_for_the_cache(
+    nix: Nix, built: tuple[Path, str, str]
+) -> None:
+    """benchmarks/time_to_usable.py on `nix path-info -rS --json` of a real cache: the paths and
+    the compressed bytes (downloadSize from the narinfo) are what the model reports."""
+    store, top, _ = built
+    secret, _ = generate_key(nix, "devserver-test-1")
+    cache = signed_cache(nix, store, top, secret, "model")
+    info = nix.run(
+        nix.conf("query"), "nix", "--store", f"file://{cache}", "path-info", "-rS", "--json", top
+    ).stdout
+    closure = nix.root / "closure.json"
+    closure.write_text(info)
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARK), "--closure-json", str(closure)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    wire = sum(e["downloadSize"] for e in json.loads(info))
+    assert f"2 paths          source: {closure}" in out
+    assert f"{round(wire / 1024 / 1024, 1):g} MiB" in next(
+        line for line in out.splitlines() if "on the wire" in line
+    )
