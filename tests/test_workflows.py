@@ -84,7 +84,11 @@ def test_binary_cache_signing_key_stays_in_a_private_file_that_is_always_removed
     assert read.index("umask 077") < read.index(key_file), "the key file is created 0600"
     assert "--query SecretString --output text >" in read, "the key goes to the file, not the log"
     push = steps["Push the signed closure"]["run"]
-    assert f"secret-key={key_file}" in push and "nix copy --to" in push
+    assert f"secret-key={key_file}" in push
+    assert (
+        'nix copy --to "$to" "$OUT"' in push
+        and 'nix flake archive ./nix "$lock_flag" --to "$to"' in push
+    )
     remove = steps["Remove the signing key"]
     assert remove["if"] == "always()" and f'rm -f "{key_file}"' in remove["run"]
     order = list(steps)
