@@ -167,7 +167,7 @@ def measured_phases(path: Path | None) -> tuple[dict[str, float], bool]:
     data = json.loads(path.read_text())
     phases = data.get("phases", data)
     seconds = {k: float(v) for k, v in phases.items() if type(v) in (int, float)}
-    return seconds, bool(data.get("binaryCache", True))
+    return seconds, bool(phases.get("binaryCache", data.get("binaryCache", True)))
 
 
 def _inputs(closure: Closure | None, vcpus: int) -> list[str]:
@@ -198,18 +198,18 @@ def _budget(
 ) -> list[str]:
     """One row per phase: measured if given, else modelled if documented, else unknown."""
     rows: list[tuple[str, float | None]] = []
-    for name in ("sinceBoot", *MACHINE_PHASES):
+    for name in ("waitForSsh", *MACHINE_PHASES):
         if name in phases:
             rows.append((f"{phases[name]:8.1f} s   measured: {phases_source}", phases[name]))
         elif name == "realise" and realise[0] is not None:
             rows.append((f"{realise[0]:8.1f} s   modelled: {realise[1]}", realise[0]))
         elif name == "realise":
             rows.append((f"{'unknown':>8}     {realise[1]}", None))
-        elif name == "sinceBoot":
+        elif name == "waitForSsh":
             rows.append((f"{'unknown':>8}     {SSH_READY.source}", None))
         else:
             rows.append((f"{'unknown':>8}     {NOT_DOCUMENTED}", None))
-    names = ("sinceBoot", *MACHINE_PHASES)
+    names = ("waitForSsh", *MACHINE_PHASES)
     lines = [f"  {name:<12} {text}" for name, (text, _) in zip(names, rows, strict=True)]
     known = [seconds for _, seconds in rows if seconds is not None]
     unknown = len(rows) - len(known)

@@ -60,7 +60,7 @@ def test_every_input_carries_its_source_and_undocumented_phases_stay_unknown() -
     assert inputs and all("source:" in line for line in inputs), inputs
     assert any("closure size" in line and "unknown" in line for line in inputs)
     budget = section(out, "budget per phase, with the stack's cache")
-    for name in ("sinceBoot", "token", "flakeInputs", "realise", "activation", "loginCheck"):
+    for name in ("waitForSsh", "token", "flakeInputs", "realise", "activation", "loginCheck"):
         assert phase_seconds(budget, name) is None, f"{name} got a figure nobody documented"
     assert "6 unknown" in budget[-1]
 
@@ -103,13 +103,13 @@ def test_measured_phases_fill_the_budget_and_are_labelled(tmp_path: Path) -> Non
         json.dumps(
             {
                 "binaryCache": True,
-                "phases": {"sinceBoot": 31.5, "token": 1.5, "realise": 20.0, "activation": 9.0},
+                "phases": {"waitForSsh": 31.5, "token": 1.5, "realise": 20.0, "activation": 9.0},
             }
         )
     )
     out = run("--phases", str(phases))
     budget = section(out, "budget per phase, with the stack's cache")
-    assert phase_seconds(budget, "sinceBoot") == 31.5
+    assert phase_seconds(budget, "waitForSsh") == 31.5
     assert phase_seconds(budget, "realise") == 20.0
     assert all("measured" in line for line in budget if line.split()[0] in ("token", "activation"))
     assert "62.0 s" in budget[-1] and "2 unknown" in budget[-1]
