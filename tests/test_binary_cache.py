@@ -225,3 +225,30 @@ def test_key_names_and_public_keys_are_checked() -> None:
         nix_public_key("bad:name", f"ssh-ed25519 {FAKE_SIGNING_PUBLIC_BLOB}")
     with pytest.raises(KeyFormatError, match="not an ssh-ed25519"):
         nix_public_key(KEY_NAME, "ssh-rsa AAAAB3NzaC1yc2E=")
+
+
+def test_the_instance_role_may_read_that_one_bucket_and_write_nothing(
+    program: Run, tmp_path: Path
+) -> None:
+    source = tmp_path / "role_program.py"
+    source.write_text(
+        "from components.binary_cache import BinaryCache, BinaryCacheArgs\n"
+        "from components.instance_role import InstanceRole, InstanceRoleArgs\n"
+        f"cache = BinaryCache('binary-cache', BinaryCacheArgs('dev', 'eu-west-1', {TAGS!r}))\n"
+        f"InstanceRole('devserver', InstanceRoleArgs({TAGS!r},"
+        " binary_cache_bucket=cache.bucket_name))\n"
+    )
+    run = program(program=source)
+    bucket = run.one("aws:s3/bucket:Bucket").state["bucket"]
+    grant = run.named("devserver-read-binary-cache")
+    assert grant.parent_types[0] == "aws:iam/role:Role"
+    (statement,) = policy(grant)["Statement"]
+    assert statement["Resource"] == [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]
+    assert sorted(statement["Action"]) == sorted(READ_ACTIONS)
+    for role_policy in run.of_type("aws:iam/rolePolicy:RolePolicy"):
+        for s in policy(role_policy)["Statement"]:
+            actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+            assert "s3:PutObject" not in actions, f"{role_policy.name} lets the machine write"
+            assert "secretsmanager:GetSecretValue" not in actions, (
+                f"{role_policy.name} lets the machine read a secret (the signing key's?)"
+            )
