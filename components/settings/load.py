@@ -62,6 +62,12 @@ def load(types: InstanceTypes, config: pulumi.Config | None = None) -> StackSett
         )
     if any(s is not None and s.machine.spot for s in servers):
         errors.extend(aws_unsupported)
+    writer = stack_values["binaryCacheWriterRepository"]
+    if writer and not any(s and s.binary_cache and s.binary_cache.own for s in servers):
+        errors.append(
+            f"{NAMESPACE}:binaryCacheWriterRepository is set to {writer!r}, but no server has "
+            f"{NAMESPACE}:binaryCache true: it names who fills the stack's own cache"
+        )
     if errors or None in servers:
         problems = errors or ["the stack configuration is incomplete"]
         raise SettingsError(report(problems), problems)
@@ -76,6 +82,7 @@ def load(types: InstanceTypes, config: pulumi.Config | None = None) -> StackSett
         snapshots=stack_values["snapshots"] is not False,
         aws_access=access,
         permissions_boundary=stack_values["permissionsBoundary"],
+        binary_cache_writer_repository=writer or None,
     )
 
 

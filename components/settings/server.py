@@ -68,4 +68,5 @@ def build(r: Reader, ctx: Context, name: str, shared: Shared) -> DevServerSettin
         deploy_public_key=shared.deploy_public_key,
         permissions_boundary=shared.permissions_boundary,
         config_prefix=ctx.prefix,
+        binary_cache=v["binaryCache"],
     )
