@@ -13,10 +13,14 @@ import binascii
 import json
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_tls as tls
+
+if TYPE_CHECKING:
+    from components.settings import BinaryCacheSettings
 
 # What a Nix binary cache announces (libstore binary-cache-store.cc `init`): the store it is for,
 # that clients may ask it in bulk, and a priority below cache.nixos.org's 40 so it is asked first.
@@ -393,3 +397,38 @@ class BinaryCache(pulumi.ComponentResource):
                 "writer_role_arn": self.writer_role_arn,
             }
         )
+
+    def outputs(self) -> dict[str, pulumi.Output[object]]:
+        """The `binaryCache` stack output: what CI and other stacks need (never the secret key)."""
+        return {
+            "url": self.url,
+            "publicKey": self.public_key,
+            "bucket": self.bucket_name,
+            "signingKeySecretArn": self.signing_key_secret_arn,
+            "writerRoleArn": self.writer_role_arn,
+        }
+
+
+@dataclass(frozen=True)
+class TrustedCache:
+    """The binary cache one machine substitutes from: where, whose key, and which bucket (if any)
+    its role may read."""
+
+    url: pulumi.Output[str]
+    public_key: pulumi.Output[str]
+    bucket: pulumi.Input[str] | None
+
+
+def trusted_cache(
+    settings: BinaryCacheSettings | None, own: BinaryCache | None
+) -> TrustedCache | None:
+    """The stack's own cache (its bucket, its generated key) or a team's (URL, key, and its
+    bucket when it is an s3:// one), for a server's settings."""
+    if settings is None:
+        return None
+    if settings.own:
+        assert own is not None, "__main__ builds the stack's cache when a server trusts it"
+        return TrustedCache(own.url, own.public_key, own.bucket_name)
+    assert settings.url is not None and settings.public_key is not None
+    url, key = pulumi.Output.from_input(settings.url), pulumi.Output.from_input(settings.public_key)
+    return TrustedCache(url, key, settings.bucket)

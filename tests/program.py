@@ -132,6 +132,11 @@ def fake_openssh_private_key(cipher: str = "none") -> str:
     return f"{OPENSSH_KEY_BEGIN}\n" + "\n".join(lines) + f"\n{OPENSSH_KEY_END}\n"
 
 
+# What the fake apply prints last, as apply-flake.sh does (seconds per phase).
+FAKE_APPLY_PHASES = (
+    'DEVSERVER_PHASES {"waitForSsh": 31.5, "token": 1.2, "realise": 20.4, "activation": 7.9, '
+    '"loginCheck": 0.8, "binaryCache": true}'
+)
 # The binary cache's fake Ed25519 key: 32 bytes each, obviously not a key (tests look for them).
 FAKE_SIGNING_SEED = b"FAKE-SIGNING-SECRET-SEED-32-BYTE"
 FAKE_SIGNING_PUBLIC = b"FAKE-SIGNING-PUBLIC-KEY-32-BYTES"
@@ -571,6 +576,9 @@ class FakeAws(pulumi.runtime.Mocks):
             stdout = (
                 f"ssh-ed25519 AAAAFAKEHOSTKEY{_hex(name, 8)} root@devserver\n"
                 if name.endswith("-host-key")
+                # apply-flake.sh's last line: its phase timings (nix/scripts/apply-flake.sh).
+                else f"switched\n{FAKE_APPLY_PHASES}\n"
+                if name.endswith("-apply")
                 else ""
             )
             state = {

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from components.binary_cache import (
 )
 from tests.program import (
     ACCOUNT,
+    FAKE_APPLY_PHASES,
     FAKE_SIGNING_PUBLIC,
     FAKE_SIGNING_PUBLIC_BLOB,
     FAKE_SIGNING_SEED,
@@ -252,3 +255,168 @@ def test_the_instance_role_may_read_that_one_bucket_and_write_nothing(
             assert "secretsmanager:GetSecretValue" not in actions, (
                 f"{role_policy.name} lets the machine read a secret (the signing key's?)"
             )
+
+
+# --- the stack program with a cache --------------------------------------------------------------
+OWN = {"devserver:binaryCache": True, "devserver:binaryCacheWriterRepository": "acme/infra"}
+TEAM_S3 = {
+    "devserver:binaryCacheUrl": "s3://team-nix-cache?region=eu-west-1",
+    "devserver:binaryCachePublicKey": "team-cache-1:" + "B" * 43 + "=",
+}
+
+
+def instance_role_statements(run: ProgramRun) -> list[dict[str, Any]]:
+    """Every statement of the machine's own role (not the CI writer's)."""
+    return [
+        s
+        for p in run.of_type("aws:iam/rolePolicy:RolePolicy")
+        if p.name.startswith("devserver-")
+        for s in policy(p)["Statement"]
+    ]
+
+
+def machine_json(run: ProgramRun) -> dict[str, Any]:
+    return json.loads(reveal(run.named("devserver-apply").inputs["stdin"]))  # type: ignore[no-any-return]
+
+
+def test_a_server_trusts_the_stacks_cache_from_its_first_switch(program: Run) -> None:
+    run = program(OWN)
+    bucket = run.one("aws:s3/bucket:Bucket").state["bucket"]
+    url, key = (
+        f"s3://{bucket}?region=eu-west-1",
+        f"{KEY_NAME}:{base64.b64encode(FAKE_SIGNING_PUBLIC).decode()}",
+    )
+    assert machine_json(run)["binaryCache"] == {"url": url, "publicKey": key}
+    create = reveal(run.named("devserver-apply").inputs["create"])
+    assert f"--substituter '{url}' --trusted-public-key {key}" in create, create
+    # The role reads that one bucket; nothing of the machine's may write or read the signing key.
+    reads = [s for s in instance_role_statements(run) if s.get("Sid") == "ReadBinaryCache"]
+    assert [s["Resource"] for s in reads] == [
+        [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]
+    ]
+    for s in instance_role_statements(run):
+        actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+        assert not [a for a in actions if a.startswith("s3:") and a not in READ_ACTIONS], s
+        signing_arn = run.one("aws:secretsmanager/secret:Secret").state["arn"]
+        assert s.get("Resource") != signing_arn, "the machine may read the signing key"
+    assert run.outputs["binaryCacheUrl"] == url and run.outputs["binaryCachePublicKey"] == key
+    cache = run.outputs["binaryCache"]
+    assert cache["url"] == url and cache["publicKey"] == key and cache["bucket"] == bucket
+    (writer,) = [r for r in run.of_type("aws:iam/role:Role") if r.name == "binary-cache-writer"]
+    assert cache["writerRoleArn"] == writer.state["arn"]
+    assert "binaryCache" not in run.secret_outputs and "binaryCacheUrl" not in run.secret_outputs
+
+
+def test_the_signing_key_is_never_in_plaintext_in_the_stack_program(program: Run) -> None:
+    """The leak check of test_program.py (the token) for the signing key: resources, invokes,
+    stack outputs."""
+    run = program(OWN)
+    for resource in run.resources:
+        for text, is_secret in walk_strings(resource.inputs) + walk_strings(resource.state):
+            if SECRET_B64[:40] in text or SEED_B64[:40] in text:
+                assert is_secret, (
+                    f"{resource.type} {resource.name} has the signing key in plaintext"
+                )
+    for token, args in run.calls:
+        assert SEED_B64[:40] not in json.dumps(args), f"the signing key went to the invoke {token}"
+    assert SEED_B64[:40] not in json.dumps(run.outputs), "the signing key is in a stack output"
+    assert SECRET_B64[:40] not in json.dumps(run.outputs)
+
+
+def test_without_a_cache_nothing_changes_for_existing_machines(program: Run) -> None:
+    run = program()
+    assert not [r for r in run.resources if r.type.startswith("aws:s3/")]
+    assert "binaryCache" not in machine_json(run), "machine.json (an apply trigger) is unchanged"
+    assert "--substituter" not in reveal(run.named("devserver-apply").inputs["create"])
+    assert run.outputs["binaryCacheUrl"] is None and "binaryCache" not in run.outputs
+    assert not [s for s in instance_role_statements(run) if s.get("Sid") == "ReadBinaryCache"]
+
+
+def test_a_teams_s3_cache_is_read_only_and_creates_nothing(program: Run) -> None:
+    run = program(TEAM_S3)
+    assert not [r for r in run.resources if r.type.startswith("aws:s3/")], "nothing of ours"
+    assert machine_json(run)["binaryCache"] == {
+        "url": TEAM_S3["devserver:binaryCacheUrl"],
+        "publicKey": TEAM_S3["devserver:binaryCachePublicKey"],
+    }
+    (read,) = [s for s in instance_role_statements(run) if s.get("Sid") == "ReadBinaryCache"]
+    assert read["Resource"] == ["arn:aws:s3:::team-nix-cache", "arn:aws:s3:::team-nix-cache/*"]
+    https = program(
+        {**TEAM_S3, "devserver:binaryCacheUrl": "https://cache.example.com/team"}, stack="dev"
+    )
+    assert not [s for s in instance_role_statements(https) if s.get("Sid") == "ReadBinaryCache"]
+    assert machine_json(https)["binaryCache"]["url"] == "https://cache.example.com/team"
+
+
+def test_a_fleet_shares_one_cache_and_only_its_trusting_servers_may_read_it(program: Run) -> None:
+    servers = [
+        {"name": "alice", "user": "alice", "githubUser": "alice-example", "binaryCache": True},
+        {"name": "bob", "user": "bob", "githubUser": "bob-example"},
+    ]
+    run = program({"devserver:servers": servers})
+    assert len(run.of_type("aws:s3/bucket:Bucket")) == 1
+    grants = {
+        r.name for r in run.of_type("aws:iam/rolePolicy:RolePolicy") if "binary-cache" in r.name
+    }
+    assert grants == {"alice-read-binary-cache"}
+    outputs = run.outputs["servers"]
+    assert outputs["alice"]["binaryCacheUrl"] == run.outputs["binaryCache"]["url"]
+    assert outputs["bob"]["binaryCacheUrl"] is None
+
+
+def test_a_new_stack_with_a_cache_previews(program: Run) -> None:
+    """The host flake stays known at preview (the cache goes to machine.json, which may be
+    unknown), so pulumi-command's CopyToRemote check passes."""
+    run = program(OWN, preview=True, raise_errors=False)
+    assert run.error is None, run.error
+    assert run.of_type("aws:s3/bucket:Bucket")
+
+
+def test_the_last_applys_phases_are_a_plain_stack_output(program: Run) -> None:
+    run = program(OWN)
+    assert run.outputs["deployPhases"] == json.loads(
+        FAKE_APPLY_PHASES.removeprefix("DEVSERVER_PHASES ")
+    )
+    assert "deployPhases" not in run.secret_outputs
+
+
+@pytest.mark.skipif(shutil.which("nix-instantiate") is None, reason="nix-instantiate not installed")
+def test_the_host_flake_hands_the_cache_to_the_nixos_module(program: Run, tmp_path: Path) -> None:
+    """The rendered /etc/nixos/flake.nix and machine.json, evaluated with stand-in inputs: the
+    host module sets devserver.binaryCache, which nix/modules/binary-cache.nix turns into
+    nix.settings (tests/nix/test_module_eval.py)."""
+    run = program(OWN)
+    (copy,) = [
+        r for r in run.of_type("command:remote:CopyToRemote") if r.name.endswith("-host-flake")
+    ]
+    (tmp_path / "flake.nix").write_text(copy.inputs["source"].text)
+    (tmp_path / "machine.json").write_text(json.dumps(machine_json(run)))
+    expr = f"""
+      let
+        f = import {tmp_path}/flake.nix;
+        o = f.outputs {{
+          self = {{ }};
+          nixpkgs.lib.nixosSystem = args: args;
+          devserver.nixosModules.devserver = {{ }};
+        }};
+        c = builtins.head (builtins.attrValues o.nixosConfigurations);
+      in (builtins.elemAt c.modules 1).devserver.binaryCache
+    """
+    result = subprocess.run(
+        [
+            "nix-instantiate",
+            "--option",
+            "experimental-features",
+            "",
+            "--eval",
+            "--strict",
+            "--json",
+            "-E",
+            expr,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == machine_json(run)["binaryCache"]

@@ -319,7 +319,7 @@ def make_machine(tmp_path: Path) -> Machine:
         "DEVSERVER_HOME_DEVICE_TIMEOUT": "5",
         "DEVSERVER_HOME_DEVICE_POLL": "0.1",
         "DEVSERVER_LOCK_POLL": "0.1",
-        "DEVSERVER_PHASES_FILE": str(tmp_path / "deploy" / "phases.json"),
+        "DEVSERVER_PHASES_FILE": str(tmp_path / "deploy" / "last-phases"),
         "DEVSERVER_UPTIME_FILE": str(tmp_path / "uptime"),
         "FAKE_UPGRADE_STATE_FILE": str(tmp_path / "upgrade-state"),
         "FAKE_USER": USER,
