@@ -45,7 +45,7 @@
 #   DEVSERVER_RUN_DIR (/run/devserver), DEVSERVER_ROOT_HOME (/root, read by verify-login.sh),
 #   DEVSERVER_HOME_DEVICE_TIMEOUT (300 s), DEVSERVER_HOME_DEVICE_POLL (2 s),
 #   DEVSERVER_LOCK_TIMEOUT (1800 s), DEVSERVER_LOCK_POLL (5 s), DEVSERVER_PHASES_FILE
-#   (/var/lib/devserver/deploy/phases.json), DEVSERVER_UPTIME_FILE (/proc/uptime).
+#   (/var/lib/devserver/deploy/last-phases), DEVSERVER_UPTIME_FILE (/proc/uptime).
 #
 # External commands (nixos-rebuild, nix-env, nix, nix-build, nixos-version, systemd-run, systemctl,
 # findmnt, sshd, getent, setpriv) come from PATH.
@@ -77,7 +77,7 @@ device_timeout=${DEVSERVER_HOME_DEVICE_TIMEOUT:-300}
 device_poll=${DEVSERVER_HOME_DEVICE_POLL:-2}
 lock_timeout=${DEVSERVER_LOCK_TIMEOUT:-1800}
 lock_poll=${DEVSERVER_LOCK_POLL:-5}
-phases_file=${DEVSERVER_PHASES_FILE:-/var/lib/devserver/deploy/phases.json}
+phases_file=${DEVSERVER_PHASES_FILE:-/var/lib/devserver/deploy/last-phases}
 uptime_file=${DEVSERVER_UPTIME_FILE:-/proc/uptime}
 token_file=$run_dir/nix-access-tokens.conf
 deploy_conf=$run_dir/nix-deploy.conf
