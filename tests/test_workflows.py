@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shutil
@@ -68,6 +69,9 @@ def test_binary_cache_is_filled_from_main_with_oidc_and_never_from_pull_requests
     assert "nix/**" in triggers["push"]["paths"], (
         "a push to the shared flake (or its lock) fills it"
     )
+    # The weekly flake-lock workflow's PR changes nix/flake.lock: its merge is such a push.
+    lock = load("flake-lock.yml")["jobs"]["pull-request"]["steps"][-1]["with"]["add-paths"]
+    assert any(fnmatch.fnmatchcase(lock, p) for p in triggers["push"]["paths"]), lock
     assert workflow["permissions"] == {}
     push = workflow["jobs"]["push"]
     assert push["permissions"] == {"id-token": "write", "contents": "read"}
