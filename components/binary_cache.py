@@ -13,14 +13,12 @@ import binascii
 import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_tls as tls
 
-if TYPE_CHECKING:
-    from components.settings import BinaryCacheSettings
+from components.settings import BinaryCacheSettings
 
 # What a Nix binary cache announces (libstore binary-cache-store.cc `init`): the store it is for,
 # that clients may ask it in bulk, and a priority below cache.nixos.org's 40 so it is asked first.
