@@ -32,6 +32,7 @@ if any(s.binary_cache is not None and s.binary_cache.own for s in stack.servers)
             stack.region,
             stack.tags,
             writer_repository=stack.binary_cache_writer_repository,
+            permissions_boundary=stack.permissions_boundary,
         ),
     )
     pulumi.export("binaryCache", cache.outputs())

@@ -19,6 +19,7 @@ import pulumi_aws as aws
 import pulumi_tls as tls
 
 from components.settings import BinaryCacheSettings
+from components.settings.cache import BUCKET_PREFIX as SETTINGS_BUCKET_PREFIX
 
 # What a Nix binary cache announces (libstore binary-cache-store.cc `init`): the store it is for,
 # that clients may ask it in bulk, and a priority below cache.nixos.org's 40 so it is asked first.
@@ -31,8 +32,8 @@ MIN_EXPIRING_OBJECT_BYTES = 128
 DEFAULT_RETENTION_DAYS = 90
 # GitHub's OIDC issuer for Actions (docs.github.com, "Configuring OpenID Connect in AWS").
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
-# Bucket names start with this, so the operator policy can be scoped to `devserver-*` buckets.
-BUCKET_PREFIX = "devserver-cache-"
+# Bucket names start with this: the operator policy and the roles' boundary are scoped to it.
+BUCKET_PREFIX = SETTINGS_BUCKET_PREFIX
 # What Nix reads from an S3 binary cache (Nix src/libstore/s3-binary-cache-store.md, "Authenticated
 # reads") and what `nix copy --to s3://…` needs on top to write (same page, "Authenticated writes").
 READ_ACTIONS = ("s3:GetBucketLocation", "s3:GetObject", "s3:ListBucket")
@@ -228,6 +229,8 @@ class BinaryCacheArgs:
     writer_repository: str | None = None
     """`owner/name` of the GitHub repository whose main-branch workflow pushes (None: no writer
     role; grant one yourself with `writer_policy`)."""
+    permissions_boundary: str | None = None
+    """The boundary every role of the stack carries (docs/iam/devserver-boundary.json)."""
 
     def __post_init__(self) -> None:
         if self.retention_days < 1:
@@ -361,6 +364,9 @@ class BinaryCache(pulumi.ComponentResource):
 
         self.writer_role_arn = pulumi.Output.from_input(None)
         if args.writer_repository is not None:
+            # Here, not at the top: instance_role imports this module's reader policy.
+            from components.instance_role import ROLE_PATH
+
             repository = args.writer_repository
             # The account and partition come from the secret's ARN: no lookup, known when it is.
             arn_fields = secret.arn.apply(lambda arn: arn.split(":"))
@@ -370,7 +376,10 @@ class BinaryCache(pulumi.ComponentResource):
                     lambda f: github_oidc_trust_policy(f[4], repository, f[1])
                 ),
                 description=f"GitHub Actions of {repository} (main) push to the binary cache",
+                # The stack's tags (no owner: the boundary lets only ownerless roles push).
                 tags=args.tags,
+                path=ROLE_PATH,
+                permissions_boundary=args.permissions_boundary,
                 opts=here,
             )
             aws.iam.RolePolicy(

@@ -26,6 +26,8 @@ TOKEN = {"devserver:githubToken": FAKE_TOKEN}
 EIGHTS = [f"{i}.0.0.0/8" for i in range(256)]
 CACHE_URL = "s3://team-nix-cache?region=eu-west-1"
 CACHE_KEY = "team-cache-1:" + "A" * 43 + "="
+TEAM_CACHE = {"devserver:binaryCacheUrl": CACHE_URL, "devserver:binaryCachePublicKey": CACHE_KEY}
+BOUNDARY = "arn:aws:iam::123456789012:policy/devserver-boundary"
 
 
 @dataclass(frozen=True)
@@ -446,6 +448,14 @@ REFUSED: list[tuple[str, list[Value]]] = [
                 ("owner/name",),
             )
             for repo in ("acme", "acme/infra/nix", "-acme/infra", "acme/in fra")
+        ]
+        + [
+            # The shipped boundary lets roles read devserver-cache-* buckets only.
+            Value(
+                {**TEAM_CACHE, "devserver:permissionsBoundary": BOUNDARY},
+                ("devserver:binaryCacheUrl", "devserver:permissionsBoundary"),
+                ("'team-nix-cache'", "devserver-cache-*"),
+            )
         ],
     ),
 ]
@@ -519,6 +529,13 @@ ACCEPTED: list[tuple[str, list[Value]]] = [
             ),
             Value(
                 {"devserver:binaryCacheUrl": CACHE_URL, "devserver:binaryCachePublicKey": CACHE_KEY}
+            ),
+            Value(
+                {
+                    "devserver:binaryCacheUrl": "s3://devserver-cache-team?region=eu-west-1",
+                    "devserver:binaryCachePublicKey": CACHE_KEY,
+                    "devserver:permissionsBoundary": BOUNDARY,
+                }
             ),
             Value(
                 {

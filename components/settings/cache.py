@@ -18,6 +18,9 @@ S3_URL_RE = re.compile(
 HTTPS_URL_RE = re.compile(r"https://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[A-Za-z0-9._~/%+-]*)?")
 # `<name>:<base64 of a 32-byte Ed25519 key>` (Nix libutil signature/local-keys.cc).
 PUBLIC_KEY_RE = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*):(?P<key>[A-Za-z0-9+/]{43}=)")
+# The stack's own cache buckets start with this (components/binary_cache.py names them; the
+# operator policy and the roles' boundary are scoped to it).
+BUCKET_PREFIX = "devserver-cache-"
 # A GitHub repository: owner (39 characters of letters, digits, inner hyphens) / name.
 REPOSITORY_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
 URL_ALLOWED = "s3://<bucket>?region=<region> or https://<host>[/path] (no credentials, no HTTP)"

@@ -7,6 +7,7 @@ import difflib
 import pulumi
 
 from components.settings import aws_access, fleet, keys, server
+from components.settings.cache import BUCKET_PREFIX
 from components.settings.declaration import STACK, run_rules
 from components.settings.identity import host_name_from
 from components.settings.model import (
@@ -62,6 +63,17 @@ def load(types: InstanceTypes, config: pulumi.Config | None = None) -> StackSett
         )
     if any(s is not None and s.machine.spot for s in servers):
         errors.extend(aws_unsupported)
+    boundary = stack_values["permissionsBoundary"]
+    for s in servers:
+        bucket = s.binary_cache.bucket if s is not None and s.binary_cache is not None else None
+        # The shipped boundary lets roles read devserver-cache-* buckets only.
+        if s is not None and boundary and bucket and not bucket.startswith(BUCKET_PREFIX):
+            errors.append(
+                f"{s.config_prefix}binaryCacheUrl names the bucket {bucket!r}, but with "
+                f"{NAMESPACE}:permissionsBoundary the machine's role may read only buckets named "
+                f"{BUCKET_PREFIX}* (docs/iam/devserver-boundary.json): rename the bucket, serve "
+                "the cache over https://, or add the bucket to your boundary policy"
+            )
     writer = stack_values["binaryCacheWriterRepository"]
     if writer and not any(s and s.binary_cache and s.binary_cache.own for s in servers):
         errors.append(
