@@ -5,6 +5,7 @@ import gc
 import pulumi
 
 from components import settings
+from components.binary_cache import BinaryCache, BinaryCacheArgs
 from components.cost import PriceList, total_cost
 from components.devserver import build_servers, plan_all, with_cost
 from components.lookups import AwsLookups
@@ -21,7 +22,21 @@ stack = settings.load(lookups)
 # (and the lookup problems of all servers are reported together).
 plans = plan_all(stack.servers, lookups)
 prices = PriceList(stack.aws_access.provider_args)
-servers = build_servers([with_cost(p, prices) for p in plans], stack)
+# One binary cache per stack, for every server that trusts the stack's own (devserver:binaryCache).
+cache = None
+if any(s.binary_cache is not None and s.binary_cache.own for s in stack.servers):
+    cache = BinaryCache(
+        "binary-cache",
+        BinaryCacheArgs(
+            stack.stack,
+            stack.region,
+            stack.tags,
+            writer_repository=stack.binary_cache_writer_repository,
+            permissions_boundary=stack.permissions_boundary,
+        ),
+    )
+    pulumi.export("binaryCache", cache.outputs())
+servers = build_servers([with_cost(p, prices) for p in plans], stack, cache)
 
 if stack.snapshots:
     HomeSnapshots(

@@ -11,6 +11,7 @@ from typing import TypeVar
 import pulumi
 import pulumi_aws as aws
 
+from components.binary_cache import BinaryCache, trusted_cache
 from components.cost import Prices, estimated_cost
 from components.deploy_key import DeployKey, DeployKeyArgs
 from components.flake_deployment import FlakeDeployment, FlakeDeploymentArgs
@@ -55,9 +56,16 @@ CONTRACT_OUTPUTS = (
     "githubTokenSecretArn",
     "securityGroupId",
 )
-# Outputs beyond the contract, also stable: the pinned SSH host key (for known_hosts) and an
-# estimate of what the server costs.
-EXTRA_OUTPUTS = ("sshHostKey", "estimatedCost")
+# Outputs beyond the contract, also stable: the pinned SSH host key (for known_hosts), an
+# estimate of what the server costs, the binary cache it trusts (null: none) and the seconds of
+# each phase of its last apply (docs/speed.md).
+EXTRA_OUTPUTS = (
+    "sshHostKey",
+    "estimatedCost",
+    "binaryCacheUrl",
+    "binaryCachePublicKey",
+    "deployPhases",
+)
 
 
 # How the deployment's first SSH contact went, recorded with the key (see machine.HOST_KEY_TAG).
@@ -101,6 +109,8 @@ class DevServerArgs:
     first use)."""
     new_machine: bool = True
     """No machine of this resource name exists yet: this update launches one."""
+    binary_cache: BinaryCache | None = None
+    """The stack's own binary cache (None when no server trusts it)."""
 
 
 def plan(settings: DevServerSettings, lookups: AwsLookups) -> DevServerArgs:
@@ -339,6 +349,8 @@ class DevServer(pulumi.ComponentResource):
             if s.github_token is not None
             else None
         )
+        # The binary cache this machine substitutes from; its role may read that bucket, no more.
+        self.binary_cache = trusted_cache(s.binary_cache, args.binary_cache)
         role = InstanceRole(
             name,
             InstanceRoleArgs(
@@ -347,6 +359,7 @@ class DevServer(pulumi.ComponentResource):
                 s.token_kms_key_arn,
                 s.ssm_session_manager,
                 s.permissions_boundary,
+                binary_cache_bucket=self.binary_cache.bucket if self.binary_cache else None,
             ),
             here,
         )
@@ -422,6 +435,7 @@ class DevServer(pulumi.ComponentResource):
                     host_flake=host_flake,
                     home_device=home.device_path,
                     pinned_host_key=self._pinned(pin if pin and pin.pins_first_contact else None),
+                    binary_cache=self.binary_cache,
                     # Only once the machine runs, with its home volume and its address attached.
                     depends_on=[m.instance, m.home_attachment, m.address, m.state],
                     pushed_flake=pushed,
@@ -486,10 +500,16 @@ class DevServer(pulumi.ComponentResource):
         }
         values["sshHostKey"] = self.ssh_host_key
         values["estimatedCost"] = pulumi.Output.from_input(self.estimated_cost)
+        cache, none = self.binary_cache, pulumi.Output.from_input(None)
+        values["binaryCacheUrl"] = cache.url if cache else none
+        values["binaryCachePublicKey"] = cache.public_key if cache else none
+        values["deployPhases"] = self.deployment.phases if self.deployment else none
         return values
 
 
-def build_servers(plans: list[DevServerArgs], stack: StackSettings) -> dict[str, DevServer]:
+def build_servers(
+    plans: list[DevServerArgs], stack: StackSettings, binary_cache: BinaryCache | None = None
+) -> dict[str, DevServer]:
     """One DevServer per plan, sharing what a team shares: one deploy key for the stack, and one
     SSH security group per distinct (VPC, CIDR list). Fewer resources per server keeps a fleet
     fast to evaluate; each server still has its own machine, home volume, role and secret."""
@@ -507,6 +527,12 @@ def build_servers(plans: list[DevServerArgs], stack: StackSettings) -> dict[str,
             name, tags = (f"ssh-{digest}", stack.tags) if stack.fleet else (s.name, s.tags)
             groups[key] = Network(name, NetworkArgs(*key, tags)).security_group_id
         servers[s.name] = DevServer(
-            s.name, replace(p, security_group_id=groups[key], deploy_key=deploy_key)
+            s.name,
+            replace(
+                p,
+                security_group_id=groups[key],
+                deploy_key=deploy_key,
+                binary_cache=binary_cache,
+            ),
         )
     return servers

@@ -20,6 +20,7 @@ harmless `update`, and everything that must re-run the apply is in its triggers.
 from __future__ import annotations
 
 import hashlib
+import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 import pulumi
 from pulumi_command import remote
 
+from components.binary_cache import TrustedCache
 from components.host_flake import HostFlake, machine_json
 from components.shared_flake import PushedFlake
 
@@ -48,6 +50,11 @@ READ_HOST_KEY = f"cat {HOST_KEY_FILE}"
 # before the staging directory existed.
 MAKE_DIRS = f"install -d -m 0700 {REMOTE_DIR} {STAGE_DIR}"
 READ_CURRENT_SYSTEM = "readlink -f /run/current-system"
+# apply-flake.sh keeps its last run's phase timings here; the apply's update prints them again, so
+# `deployPhases` stays the last run's after an update (a new address or key) that runs nothing.
+PHASES_FILE = f"{REMOTE_DIR}/last-phases"
+PHASES_MARK = "DEVSERVER_PHASES "
+READ_SYSTEM_AND_PHASES = f"{READ_CURRENT_SYSTEM} && {{ cat {PHASES_FILE} 2>/dev/null || true; }}"
 # From stdin, written beside and renamed over, so a dropped connection never leaves half a file
 # (the host-key step, which every copy and the apply come after, made the directory).
 WRITE_MACHINE_JSON = (
@@ -65,6 +72,18 @@ def script_digest() -> str:
     return _sha256("".join(f"{p.name}\0{p.read_text(encoding='utf-8')}" for p in scripts))
 
 
+def deploy_phases(stdout: str | None) -> dict[str, object] | None:
+    """The phase timings apply-flake.sh printed last (`DEVSERVER_PHASES {json}`), or None."""
+    for line in reversed((stdout or "").splitlines()):
+        if line.startswith(PHASES_MARK):
+            try:
+                phases = json.loads(line.removeprefix(PHASES_MARK))
+            except ValueError:
+                return None
+            return phases if isinstance(phases, dict) else None
+    return None
+
+
 def apply_command(
     host_name: str,
     user: str,
@@ -74,6 +93,7 @@ def apply_command(
     region: str,
     shared_bundle: str | None = None,
     also_update: tuple[str, ...] = (),
+    binary_cache: tuple[str, str] | None = None,
 ) -> str:
     """The remote command line; every value is shell-quoted, and none is a secret."""
     args = [
@@ -93,6 +113,9 @@ def apply_command(
         args += ["--shared-bundle", shared_bundle]
     for name in also_update:
         args += ["--also-update", name]
+    if binary_cache is not None:
+        # The first switch already substitutes from it (the image's nix.conf does not name it).
+        args += ["--substituter", binary_cache[0], "--trusted-public-key", binary_cache[1]]
     return shlex.join(args)
 
 
@@ -119,6 +142,8 @@ class FlakeDeploymentArgs:
     """The host key this machine showed before (None: a new machine, trust on first use)."""
     pushed_flake: PushedFlake | None = None
     """This checkout's nix/, pushed when no devserver:flake is set (host flake: path:./shared)."""
+    binary_cache: TrustedCache | None = None
+    """The binary cache the machine substitutes from (machine.json and the first switch)."""
 
 
 class FlakeDeployment(pulumi.ComponentResource):
@@ -132,6 +157,8 @@ class FlakeDeployment(pulumi.ComponentResource):
     """The machine.json the apply step writes beside the staged flake."""
     apply: remote.Command
     """The apply step (what later steps would depend on)."""
+    phases: pulumi.Output[dict[str, object] | None]
+    """The last apply's seconds per phase (apply-flake.sh), or None before one ran."""
 
     def __init__(
         self, name: str, args: FlakeDeploymentArgs, opts: pulumi.ResourceOptions | None = None
@@ -175,9 +202,15 @@ class FlakeDeployment(pulumi.ComponentResource):
         after_prepare = pulumi.ResourceOptions(parent=self, depends_on=[prepare])
         rendered = flake.render()
         self.rendered_flake = pulumi.Output.from_input(rendered)
-        self.machine_json = pulumi.Output.all(args.home_device, args.deploy_public_key).apply(
-            lambda values: machine_json(values[0], [values[1]])
+        cache = args.binary_cache
+        cache_values: pulumi.Output[tuple[str, str] | None] = (
+            pulumi.Output.all(cache.url, cache.public_key).apply(lambda v: (v[0], v[1]))
+            if cache is not None
+            else pulumi.Output.from_input(None)
         )
+        self.machine_json = pulumi.Output.all(
+            args.home_device, args.deploy_public_key, cache_values
+        ).apply(lambda values: machine_json(values[0], [values[1]], values[2]))
         # What goes where: the host flake (a StringAsset known at preview: CopyToRemote's Check
         # rejects an unknown source, pulumi/pulumi-command#754), and the scripts side by side
         # (apply runs fetch). The trailing slash copies the directory's contents every time.
@@ -200,7 +233,7 @@ class FlakeDeployment(pulumi.ComponentResource):
             )
             for role, (source, remote_path) in files.items()
         ]
-        command = pulumi.Output.all(args.home_device, args.deploy_public_key).apply(
+        command = pulumi.Output.all(args.home_device, args.deploy_public_key, cache_values).apply(
             lambda values: apply_command(
                 flake.hostName,
                 flake.user,
@@ -211,6 +244,7 @@ class FlakeDeployment(pulumi.ComponentResource):
                 SHARED_BUNDLE if pushed is not None else None,
                 # A re-apply takes the personal flake's current commit, like the shared one's.
                 ("personal",) if flake.personalFlake else (),
+                values[2],
             )
         )
         # machine.json first (from stdin: no quoting), then the switch that reads it.
@@ -233,7 +267,7 @@ class FlakeDeployment(pulumi.ComponentResource):
             connection=pinned,
             create=create,
             stdin=self.machine_json,
-            update=READ_CURRENT_SYSTEM,
+            update=READ_SYSTEM_AND_PHASES,
             triggers=triggers,
             logging=remote.Logging.STDOUT_AND_STDERR,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*copies, *args.depends_on]),
@@ -248,6 +282,8 @@ class FlakeDeployment(pulumi.ComponentResource):
             triggers=triggers,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.apply]),
         )
+        # Plain: timings are no secret, though pulumi-command marks every output secret.
+        self.phases = pulumi.Output.unsecret(self.apply.stdout.apply(deploy_phases))
         self.register_outputs(
             {
                 "host_key": self.host_key,

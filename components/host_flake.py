@@ -30,9 +30,20 @@ def nix_string(text: str) -> str:
     return '"' + escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t") + '"'
 
 
-def machine_json(home_device: str, root_authorized_keys: list[str]) -> str:
-    """/etc/nixos/machine.json: what AWS chose for this machine, read by the host flake."""
-    document = {"homeDevice": home_device, "rootAuthorizedKeys": root_authorized_keys}
+def machine_json(
+    home_device: str,
+    root_authorized_keys: list[str],
+    binary_cache: tuple[str, str] | None = None,
+) -> str:
+    """/etc/nixos/machine.json: what AWS chose for this machine, read by the host flake. The
+    binary cache (URL, public key) is here too: the stack's own bucket name and generated key are
+    known only once they exist; without a cache the file is what it was before caches."""
+    document: dict[str, object] = {
+        "homeDevice": home_device,
+        "rootAuthorizedKeys": root_authorized_keys,
+    }
+    if binary_cache is not None:
+        document["binaryCache"] = {"url": binary_cache[0], "publicKey": binary_cache[1]}
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 

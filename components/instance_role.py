@@ -1,4 +1,4 @@
-"""The machine's IAM role: it may read the one GitHub token secret, and nothing else."""
+"""The machine's IAM role: it may read its GitHub token secret and a binary cache, nothing else."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+
+from components.binary_cache import reader_policy
 
 
 def assume_role_policy(service: str) -> str:
@@ -100,6 +102,8 @@ class InstanceRoleArgs:
     session_manager: bool = True
     permissions_boundary: str | None = None
     """The managed policy set as the role's permissions boundary (None: none)."""
+    binary_cache_bucket: pulumi.Input[str] | None = None
+    """An S3 binary cache bucket the machine may read (never write), or None."""
 
 
 class InstanceRole(pulumi.ComponentResource):
@@ -129,6 +133,16 @@ class InstanceRole(pulumi.ComponentResource):
                 f"{name}-read-github-token",
                 role=role.id,
                 policy=args.secret_arn.apply(lambda arn: _read_secret_policy(arn, kms_key_arn)),
+                opts=pulumi.ResourceOptions(parent=role),
+            )
+        if args.binary_cache_bucket is not None:
+            aws.iam.RolePolicy(
+                f"{name}-read-binary-cache",
+                role=role.id,
+                # The partition is the role's own (aws, aws-cn, aws-us-gov).
+                policy=pulumi.Output.all(args.binary_cache_bucket, role.arn).apply(
+                    lambda v: reader_policy(v[0], v[1].split(":")[1])
+                ),
                 opts=pulumi.ResourceOptions(parent=role),
             )
         if args.session_manager:

@@ -168,6 +168,13 @@ if hits=$(grep -rnE "$token_pattern" "$nix_dir" "$repo_root/tests/nix" 2>/dev/nu
   fail "something that looks like a GitHub token is in the tree:
 $hits"
 fi
+# A Nix binary cache signing key (`name:` + base64 of 64 bytes) belongs in Secrets Manager and the
+# stack's state only (components/binary_cache.py), never in a file the machine or CI checks out.
+signing_key_pattern='[A-Za-z0-9][A-Za-z0-9._-]*:[A-Za-z0-9+/]{86}=='
+if hits=$(grep -rnE "$signing_key_pattern" "$nix_dir" "$repo_root/tests/nix" "$repo_root/.github" 2>/dev/null); then
+  fail "something that looks like a Nix signing key is in the tree:
+$hits"
+fi
 scanned=$(find "$nix_dir" -type f | wc -l)
 
-echo "nix/check.sh: OK: $parsed .nix files parsed, $evaluated expressions evaluated, $scanned files under nix/ scanned for device names and tokens"
+echo "nix/check.sh: OK: $parsed .nix files parsed, $evaluated expressions evaluated, $scanned files under nix/ scanned for device names, tokens and signing keys"

@@ -45,6 +45,7 @@
         ec2 = ./modules/ec2.nix;
         token = ./modules/token.nix;
         idleStop = ./modules/idle-stop.nix;
+        binaryCache = ./modules/binary-cache.nix;
       };
       portable = [
         parts.options
@@ -53,6 +54,7 @@
         parts.image
         parts.token
         parts.idleStop
+        parts.binaryCache
       ];
 
       # A fake host: what the Pulumi-rendered host flake sets, with obviously fake values.

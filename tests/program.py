@@ -153,6 +153,56 @@ def fake_openssh_private_key(cipher: str = "none") -> str:
     return f"{OPENSSH_KEY_BEGIN}\n" + "\n".join(lines) + f"\n{OPENSSH_KEY_END}\n"
 
 
+# What the fake apply prints last, as apply-flake.sh does (seconds per phase).
+FAKE_APPLY_PHASES = (
+    'DEVSERVER_PHASES {"waitForSsh": 31.5, "token": 1.2, "realise": 20.4, "activation": 7.9, '
+    '"loginCheck": 0.8, "binaryCache": true}'
+)
+# The binary cache's fake Ed25519 key: 32 bytes each, obviously not a key (tests look for them).
+FAKE_SIGNING_SEED = b"FAKE-SIGNING-SECRET-SEED-32-BYTE"
+FAKE_SIGNING_PUBLIC = b"FAKE-SIGNING-PUBLIC-KEY-32-BYTES"
+
+
+def _ssh_string(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
+
+
+FAKE_SIGNING_PUBLIC_BLOB = base64.b64encode(
+    _ssh_string(b"ssh-ed25519") + _ssh_string(FAKE_SIGNING_PUBLIC)
+).decode()
+
+
+def fake_ed25519_openssh_private_key(
+    seed: bytes = FAKE_SIGNING_SEED,
+    public: bytes = FAKE_SIGNING_PUBLIC,
+    secret_public: bytes | None = None,
+) -> str:
+    """An unencrypted openssh-key-v1 Ed25519 key laid out as golang.org/x/crypto/ssh's
+    marshalOpenSSHPrivateKey (pulumi-tls) writes it, holding the fake seed and public key
+    (`secret_public`: another public half inside the 64-byte secret, for a damaged key)."""
+    blob = _ssh_string(b"ssh-ed25519") + _ssh_string(public)
+    private = (
+        (7).to_bytes(4, "big") * 2
+        + _ssh_string(b"ssh-ed25519")
+        + _ssh_string(public)
+        + _ssh_string(seed + (public if secret_public is None else secret_public))
+        + _ssh_string(b"")
+    )
+    private += bytes(range(1, 1 + (-len(private)) % 8))
+    body = (
+        b"openssh-key-v1\x00"
+        + _ssh_string(b"none")
+        + _ssh_string(b"none")
+        + _ssh_string(b"")
+        + (1).to_bytes(4, "big")
+        + _ssh_string(blob)
+        + _ssh_string(private)
+    )
+    text = base64.b64encode(body).decode()
+    lines = [text[i : i + 70] for i in range(0, len(text), 70)]
+    return f"{OPENSSH_KEY_BEGIN}\n" + "\n".join(lines) + f"\n{OPENSSH_KEY_END}\n"
+
+
 class AwsError(Exception):
     """What a failed invoke raises, shaped like the provider's error."""
 
@@ -563,6 +613,16 @@ class FakeAws(pulumi.runtime.Mocks):
             rid = f"sg-0{_hex(name, 16)}"
         elif t == "aws:ec2/keyPair:KeyPair":
             state = {"keyName": f"{name}-2468"}
+        elif t == "tls:index/privateKey:PrivateKey" and name.endswith("-signing-key"):
+            # The binary cache's Ed25519 key: shaped like the real thing, so it converts.
+            state = {
+                "privateKeyOpenssh": fake_ed25519_openssh_private_key(),
+                "publicKeyOpenssh": f"ssh-ed25519 {FAKE_SIGNING_PUBLIC_BLOB}\n",
+            }
+        elif t == "aws:s3/bucket:Bucket":
+            # terraform-provider-aws s3 bucket: `bucket_prefix` plus a unique suffix; id = name.
+            rid = inputs.get("bucket") or f"{inputs.get('bucketPrefix', '')}{_hex(name, 12)}"
+            state = {"bucket": rid, "arn": f"arn:aws:s3:::{rid}"}
         elif t == "tls:index/privateKey:PrivateKey":
             state = {
                 "privateKeyOpenssh": f"fake-openssh-private-key-for-tests-{name}",
@@ -575,6 +635,9 @@ class FakeAws(pulumi.runtime.Mocks):
             stdout = (
                 f"ssh-ed25519 AAAAFAKEHOSTKEY{_hex(name, 8)} root@devserver\n"
                 if name.endswith("-host-key")
+                # apply-flake.sh's last line: its phase timings (nix/scripts/apply-flake.sh).
+                else f"switched\n{FAKE_APPLY_PHASES}\n"
+                if name.endswith("-apply")
                 else ""
             )
             state = {

@@ -15,6 +15,7 @@ SHAPES: list[dict[str, Any]] = [
     {"devserver:preset": "x86-spot", "devserver:idleStopMinutes": 30},
     {"devserver:homeVolumeId": "vol-0123456789abcdef0", "devserver:availabilityZone": "eu-west-1b"},
     {"devserver:state": "stopped", "devserver:amiId": "ami-0aaaaaaaaaaaaaaaa"},
+    {"devserver:binaryCache": True, "devserver:binaryCacheWriterRepository": "acme/infra"},
     {
         "devserver:servers": [
             {"name": "alice", "user": "alice", "githubUser": "alice-example"},
@@ -107,6 +108,38 @@ ACTIONS: dict[str, list[str]] = {
     "aws:dlm/lifecyclePolicy:LifecyclePolicy": [
         "dlm:CreateLifecyclePolicy", "dlm:GetLifecyclePolicy", "dlm:UpdateLifecyclePolicy",
         "dlm:DeleteLifecyclePolicy", "dlm:TagResource", "dlm:UntagResource", "iam:PassRole",
+    ],
+    # The binary cache (components/binary_cache.py): terraform-provider-aws
+    # internal/service/s3/bucket.go reads every bucket sub-configuration (HeadBucket = ListBucket)
+    # and, with force_destroy, deletes every object version; each sub-resource puts, gets and (for
+    # policy) deletes its own configuration; the object is put, headed, tagged and deleted.
+    "aws:s3/bucket:Bucket": [
+        "s3:CreateBucket", "s3:DeleteBucket", "s3:ListBucket", "s3:GetBucketLocation",
+        "s3:GetBucketPolicy", "s3:GetBucketAcl", "s3:GetBucketCORS", "s3:GetBucketWebsite",
+        "s3:GetBucketVersioning", "s3:GetAccelerateConfiguration", "s3:GetBucketRequestPayment",
+        "s3:GetBucketLogging", "s3:GetLifecycleConfiguration", "s3:GetReplicationConfiguration",
+        "s3:GetEncryptionConfiguration", "s3:GetBucketObjectLockConfiguration",
+        "s3:GetBucketTagging", "s3:PutBucketTagging", "s3:ListBucketVersions", "s3:DeleteObject",
+        "s3:DeleteObjectVersion",
+    ],
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": [
+        "s3:PutBucketOwnershipControls", "s3:GetBucketOwnershipControls",
+    ],
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": [
+        "s3:PutBucketPublicAccessBlock", "s3:GetBucketPublicAccessBlock",
+    ],
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": [
+        "s3:PutEncryptionConfiguration", "s3:GetEncryptionConfiguration",
+    ],
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": [
+        "s3:PutLifecycleConfiguration", "s3:GetLifecycleConfiguration",
+    ],
+    "aws:s3/bucketPolicy:BucketPolicy": [
+        "s3:PutBucketPolicy", "s3:GetBucketPolicy", "s3:DeleteBucketPolicy",
+    ],
+    "aws:s3/bucketObjectv2:BucketObjectv2": [
+        "s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:DeleteObjectVersion",
+        "s3:GetObjectTagging", "s3:PutObjectTagging", "s3:ListBucketVersions",
     ],
     # The spot request canceller (components/spot_request.py) calls EC2 with boto3.
     "pulumi-python:dynamic:Resource": ["ec2:CancelSpotInstanceRequests"],

@@ -24,6 +24,10 @@ KMS_HERE = "arn:aws:kms:eu-west-1:123456789012:key/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1
 MRK_HERE = "arn:aws:kms:eu-west-1:123456789012:key/mrk-0123456789abcdef0123456789abcdef"
 TOKEN = {"devserver:githubToken": FAKE_TOKEN}
 EIGHTS = [f"{i}.0.0.0/8" for i in range(256)]
+CACHE_URL = "s3://team-nix-cache?region=eu-west-1"
+CACHE_KEY = "team-cache-1:" + "A" * 43 + "="
+TEAM_CACHE = {"devserver:binaryCacheUrl": CACHE_URL, "devserver:binaryCachePublicKey": CACHE_KEY}
+BOUNDARY = "arn:aws:iam::123456789012:policy/devserver-boundary"
 
 
 @dataclass(frozen=True)
@@ -400,6 +404,68 @@ REFUSED: list[tuple[str, list[Value]]] = [
             for size in (100, 300, 16384)
         ],
     ),
+    (
+        "a binary cache that would not be trusted safely, or a half-set one",
+        [
+            Value(
+                {"devserver:binaryCacheUrl": url, "devserver:binaryCachePublicKey": CACHE_KEY},
+                ("devserver:binaryCacheUrl",),
+                ("s3://<bucket>?region=<region>",),
+            )
+            for url in (
+                "http://cache.example.com",
+                "file:///var/cache/nix",
+                "/var/cache/nix",
+                "s3://team-nix-cache",
+                "s3://Team_Cache?region=eu-west-1",
+                "https://user:password@cache.example.com",
+                'https://cache.example.com/"; rm -rf /',
+            )
+        ]
+        + [
+            Value(
+                {"devserver:binaryCacheUrl": CACHE_URL, "devserver:binaryCachePublicKey": key},
+                ("devserver:binaryCachePublicKey",),
+                ("base64 of 32 bytes",),
+            )
+            for key in ("team-cache-1", "team-cache-1:c2hvcnQ=", ":" + "A" * 43 + "=", "a b:x")
+        ]
+        + [
+            Value({"devserver:binaryCacheUrl": CACHE_URL}, ("devserver:binaryCachePublicKey",)),
+            Value({"devserver:binaryCachePublicKey": CACHE_KEY}, ("devserver:binaryCacheUrl",)),
+            Value(
+                {"devserver:binaryCache": True, "devserver:binaryCacheUrl": CACHE_URL},
+                ("devserver:binaryCache and devserver:binaryCacheUrl exclude each other",),
+            ),
+            Value({"devserver:binaryCache": "yes"}, ("devserver:binaryCache",), ("true or false",)),
+            Value(
+                fleet({**ALICE, "binaryCacheUrl": CACHE_URL}, BOB),
+                (
+                    "devserver:servers[0].binaryCacheUrl needs devserver:servers[0].binaryCachePublicKey",
+                ),
+            ),
+            Value(
+                {"devserver:binaryCacheWriterRepository": "acme/infra"},
+                ("devserver:binaryCacheWriterRepository", "devserver:binaryCache true"),
+            ),
+        ]
+        + [
+            Value(
+                {"devserver:binaryCache": True, "devserver:binaryCacheWriterRepository": repo},
+                ("devserver:binaryCacheWriterRepository",),
+                ("owner/name",),
+            )
+            for repo in ("acme", "acme/infra/nix", "-acme/infra", "acme/in fra")
+        ]
+        + [
+            # The shipped boundary lets roles read devserver-cache-* buckets only.
+            Value(
+                {**TEAM_CACHE, "devserver:permissionsBoundary": BOUNDARY},
+                ("devserver:binaryCacheUrl", "devserver:permissionsBoundary"),
+                ("'team-nix-cache'", "devserver-cache-*"),
+            )
+        ],
+    ),
 ]
 
 # Each class of input the program must accept (it was refused, or misbehaved, before).
@@ -449,6 +515,41 @@ ACCEPTED: list[tuple[str, list[Value]]] = [
             Value(
                 {"devserver:homeVolumeId": ADOPTED, "devserver:homeVolumeGiB": 200},
                 unset=("devserver:availabilityZone",),
+            ),
+        ],
+    ),
+    (
+        "the stack's own binary cache, or a team's S3 or HTTPS cache",
+        [
+            Value({"devserver:binaryCache": True}),
+            Value(
+                {
+                    "devserver:binaryCache": "true",
+                    "devserver:binaryCacheWriterRepository": "acme/infra",
+                }
+            ),
+            Value(
+                fleet(
+                    {**ALICE, "binaryCache": True},
+                    BOB,
+                    **{"devserver:binaryCacheWriterRepository": "acme/infra.nix"},
+                )
+            ),
+            Value(
+                {"devserver:binaryCacheUrl": CACHE_URL, "devserver:binaryCachePublicKey": CACHE_KEY}
+            ),
+            Value(
+                {
+                    "devserver:binaryCacheUrl": "s3://devserver-cache-team?region=eu-west-1",
+                    "devserver:binaryCachePublicKey": CACHE_KEY,
+                    "devserver:permissionsBoundary": BOUNDARY,
+                }
+            ),
+            Value(
+                {
+                    "devserver:binaryCacheUrl": "https://cache.example.com/team/nix",
+                    "devserver:binaryCachePublicKey": CACHE_KEY,
+                }
             ),
         ],
     ),

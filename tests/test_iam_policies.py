@@ -319,3 +319,57 @@ def test_the_agents_actions_are_scoped_by_the_condition_key_aws_offers(
         decide(Request("ssm:UpdateInstanceInformation", "*", {}), [{"Statement": [statement]}])
         != "Allow"
     )
+
+
+CACHE_OBJECT = "arn:aws:s3:::devserver-cache-20261203abc/nar/0abc.nar.zst"
+SIGNING_KEY = f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:devserver/team/binary-cache-signing-key-Ab12Cd"
+# The CI writer role: the stack's tags only, no owner (components/binary_cache.py).
+WRITER = {"aws:PrincipalAccount": ACCOUNT, "aws:PrincipalTag/devserver:purpose": "devserver"}
+EVERYTHING = [{"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}]
+
+
+def test_the_boundary_lets_machines_read_caches_and_only_the_ownerless_writer_push() -> None:
+    boundary = policy("devserver-boundary.json")
+    alice = principal("alice")
+
+    def under_boundary(action: str, resource: str, context: dict[str, Any]) -> str:
+        return decide(Request(action, resource, context), EVERYTHING, boundary)
+
+    assert under_boundary("s3:GetObject", CACHE_OBJECT, alice) == "Allow", "machines read caches"
+    assert under_boundary("s3:GetObject", "arn:aws:s3:::payroll/x", alice) != "Allow"
+    assert under_boundary("s3:PutObject", CACHE_OBJECT, WRITER) == "Allow"
+    assert under_boundary("secretsmanager:GetSecretValue", SIGNING_KEY, WRITER) == "Allow"
+    # A developer's role (owner-tagged) can neither push nor read the signing key, whatever
+    # identity policy its developer writes; the writer reads no other secret.
+    assert under_boundary("s3:PutObject", CACHE_OBJECT, alice) != "Allow"
+    assert under_boundary("s3:DeleteObject", CACHE_OBJECT, WRITER) != "Allow"
+    assert under_boundary("secretsmanager:GetSecretValue", SIGNING_KEY, alice) != "Allow"
+    assert (
+        under_boundary("secretsmanager:GetSecretValue", SECRET.format("alice"), WRITER) != "Allow"
+    )
+
+
+def test_only_the_operator_creates_the_ownerless_writer_role() -> None:
+    writer_role = f"arn:aws:iam::{ACCOUNT}:role/devserver/binary-cache-writer-0a1b2c3"
+    create = {**principal("alice"), **PURPOSE, "iam:PermissionsBoundary": BOUNDARY}
+    assert decide(Request("iam:CreateRole", writer_role, create), OPERATOR) == "Allow"
+    assert decide(Request("iam:CreateRole", writer_role, create), DEVELOPER) != "Allow"
+
+
+def test_the_cache_writer_role_carries_the_boundary_under_its_own_path(
+    program: Callable[..., ProgramRun],
+) -> None:
+    run = program(
+        {
+            "devserver:permissionsBoundary": BOUNDARY,
+            "devserver:binaryCache": True,
+            "devserver:binaryCacheWriterRepository": "acme/infra",
+        }
+    )
+    roles = run.of_type("aws:iam/role:Role")
+    assert {r.name for r in roles} >= {"binary-cache-writer"}
+    for role in roles:
+        assert role.inputs.get("permissionsBoundary") == BOUNDARY, role.name
+        assert role.inputs.get("path") == "/devserver/", role.name
+    (writer,) = [r for r in roles if r.name == "binary-cache-writer"]
+    assert "devserver:owner" not in writer.inputs["tags"], "the boundary lets ownerless roles push"

@@ -626,3 +626,43 @@ def test_an_edit_under_nix_re_runs_only_the_deployment(
         APPLY,
     )
     assert engine.history[-1].change("devserver-shared-flake").note == "copies"
+
+
+CACHE_RESOURCES = {
+    "binary-cache-bucket": "create",
+    "binary-cache-ownership": "create",
+    "binary-cache-public-access": "create",
+    "binary-cache-encryption": "create",
+    "binary-cache-lifecycle": "create",
+    "binary-cache-policy": "create",
+    "binary-cache-cache-info": "create",
+    "binary-cache-signing-key": "create",  # the key pair and its secret share the name
+    "binary-cache-writer": "create",  # the CI role and its policy share the name
+}
+
+
+def test_turning_the_cache_on_for_an_existing_stack_reruns_only_the_deployment(
+    engine: Engine,
+) -> None:
+    """The machine, /home and the address stay; the cache is created, the role may read it, and
+    the apply runs again with the cache in machine.json and on its command line."""
+    engine.up("create")
+    engine.set(
+        {"devserver:binaryCache": True, "devserver:binaryCacheWriterRepository": "acme/infra"}
+    )
+    touched = {
+        **CACHE_RESOURCES,
+        "devserver-read-binary-cache": "create",
+        **dict.fromkeys(APPLY, "replace"),
+    }
+    # The preview of that change passes the provider checks (the host flake is known).
+    _expect(engine.up("cache turned on (preview)", preview=True), touched, APPLY)
+    step = engine.up("cache turned on")
+    _expect(step, touched, APPLY)
+    assert step.run is not None
+    url = step.run.outputs["binaryCache"]["url"]
+    assert step.run.outputs["binaryCacheUrl"] == url
+    stdin = reveal(step.run.named("devserver-apply").inputs["stdin"])
+    assert f'"url": "{url}"' in stdin, "machine.json carries the cache for the host flake"
+    # Nothing changed afterwards: nothing runs again.
+    _expect(engine.up("no-op up with the cache"), {}, set())

@@ -99,6 +99,9 @@ def test_the_policy_grants_nothing_the_program_does_not_use() -> None:
         ("ec2:DeleteVolume", "Ec2ChangeOnlyWhatThisProgramTagged"),
         ("secretsmanager:GetSecretValue", "SecretsManagerDevserverSecretsOnly"),
         ("kms:CreateGrant", "KmsCustomerKeysThroughEbsOnly"),
+        ("s3:DeleteBucket", "S3BinaryCacheBucketsOnly"),
+        ("s3:PutBucketPolicy", "S3BinaryCacheBucketsOnly"),
+        ("s3:PutObject", "S3BinaryCacheBucketsOnly"),
     ],
 )
 def test_dangerous_actions_are_scoped_to_what_this_program_owns(action: str, sid: str) -> None:
@@ -155,3 +158,16 @@ def test_readme_links_the_policy_and_the_security_page_lists_the_same_services()
         assert s["Sid"] in section, f"docs/security.md does not explain {s['Sid']}"
         for action in _list(s["Action"]):
             assert action in section, f"docs/security.md's permission list misses {action}"
+
+
+def test_the_binary_cache_bucket_is_named_inside_the_policys_s3_scope(
+    program: Callable[..., ProgramRun],
+) -> None:
+    run = program({"devserver:binaryCache": True})
+    bucket = run.one("aws:s3/bucket:Bucket").state["bucket"]
+    (s3,) = [s for s in statements() if s["Sid"] == "S3BinaryCacheBucketsOnly"]
+    arns = (f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/nix-cache-info")
+    for arn in arns:
+        assert any(fnmatch.fnmatchcase(arn, r) for r in s3["Resource"]), f"{arn} is outside {s3}"
+    secret = run.one("aws:secretsmanager/secret:Secret").inputs["name"]
+    assert fnmatch.fnmatchcase(f"secret:{secret}", "secret:devserver/*"), secret

@@ -23,7 +23,9 @@ DOCUMENTED_OUTPUTS = {
     "securityGroupId",
 }  # fmt: skip
 # Added beyond the contract (also stable once released).
-EXTRA_OUTPUTS = {"sshHostKey", "estimatedCost"}
+EXTRA_OUTPUTS = {
+    "sshHostKey", "estimatedCost", "binaryCacheUrl", "binaryCachePublicKey", "deployPhases",
+}  # fmt: skip
 
 
 @pytest.mark.parametrize(

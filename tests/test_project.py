@@ -43,8 +43,11 @@ def test_only_the_required_keys_lack_a_default() -> None:
 
 def test_declared_defaults_are_the_code_defaults_or_mean_unset() -> None:
     defaults = {key: spec["default"] for key, spec in DECLARED.items() if "default" in spec}
+    # A boolean default is meaningful (False == 0 in Python, so it is told apart by type).
     meaningful = {
-        k: v for k, v in defaults.items() if v not in ("", [], 0) or k == "idleStopMinutes"
+        k: v
+        for k, v in defaults.items()
+        if isinstance(v, bool) or v not in ("", [], 0) or k == "idleStopMinutes"
     }
     assert meaningful == {
         "preset": settings.DEFAULT_PRESET,
@@ -56,8 +59,9 @@ def test_declared_defaults_are_the_code_defaults_or_mean_unset() -> None:
         "state": "running",
         "snapshots": True,
         "snapshotRetentionDays": 7,
+        "binaryCache": False,
     }
-    assert {k for k, v in defaults.items() if v == 0} == {
+    assert {k for k, v in defaults.items() if not isinstance(v, bool) and v == 0} == {
         *settings.PRESET_SIZE_KEYS,
         "idleStopMinutes",
         "rebuild",

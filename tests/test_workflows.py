@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -174,3 +175,73 @@ def test_a_configured_stack_list_wins_and_pr_controlled_names_are_not_passed_on(
         "alice",
         "bob",
     ]
+
+
+def test_binary_cache_is_filled_from_main_with_oidc_and_never_from_pull_requests() -> None:
+    workflow = load("binary-cache.yml")
+    triggers = workflow[True]  # YAML 1.1 reads `on` as True
+    assert set(triggers) == {"push", "schedule", "workflow_dispatch"}, "no pull_request trigger"
+    assert triggers["push"]["branches"] == ["main"]
+    assert "nix/**" in triggers["push"]["paths"], (
+        "a push to the shared flake (or its lock) fills it"
+    )
+    # The weekly flake-lock workflow's PR changes nix/flake.lock: its merge is such a push.
+    lock = load("flake-lock.yml")["jobs"]["pull-request"]["steps"][-1]["with"]["add-paths"]
+    assert any(fnmatch.fnmatchcase(lock, p) for p in triggers["push"]["paths"]), lock
+    assert workflow["permissions"] == {}
+    push = workflow["jobs"]["push"]
+    assert push["permissions"] == {"id-token": "write", "contents": "read"}
+    creds = next(s for s in push["steps"] if "configure-aws-credentials" in s.get("uses", ""))
+    assert creds["with"]["role-to-assume"] == "${{ vars.BINARY_CACHE_ROLE_ARN }}"
+    assert not {"aws-access-key-id", "aws-secret-access-key"} & set(creds["with"])
+    assert "secrets." not in (WORKFLOWS / "binary-cache.yml").read_text(), "no stored credentials"
+
+
+def test_binary_cache_signing_key_stays_in_a_private_file_that_is_always_removed() -> None:
+    steps = {s.get("name", ""): s for s in load("binary-cache.yml")["jobs"]["push"]["steps"]}
+    key_file = "$RUNNER_TEMP/binary-cache-signing-key"
+    read = steps["Read the signing key"]["run"]
+    assert read.index("umask 077") < read.index(key_file), "the key file is created 0600"
+    assert "--query SecretString --output text >" in read, "the key goes to the file, not the log"
+    push = steps["Push the signed closure"]["run"]
+    assert f"secret-key={key_file}" in push
+    assert (
+        'nix copy --to "$to" "$OUT"' in push
+        and 'nix flake archive ./nix "$lock_flag" --to "$to"' in push
+    )
+    remove = steps["Remove the signing key"]
+    assert remove["if"] == "always()" and f'rm -f "{key_file}"' in remove["run"]
+    order = list(steps)
+    assert order.index("Read the signing key") < order.index("Push the signed closure")
+    assert order.index("Push the signed closure") < order.index("Remove the signing key")
+
+
+@pytest.mark.skipif(shutil.which("nix-instantiate") is None, reason="nix-instantiate not installed")
+def test_binary_cache_builds_every_host_natively_on_its_own_architecture() -> None:
+    """The host list the matrix is made of, evaluated over stand-in nixosConfigurations."""
+    listing = next(
+        s for s in load("binary-cache.yml")["jobs"]["hosts"]["steps"] if s.get("id") == "list"
+    )
+    configurations = (
+        '{ sample-x86_64.pkgs.stdenv.hostPlatform.system = "x86_64-linux";'
+        ' sample-aarch64.pkgs.stdenv.hostPlatform.system = "aarch64-linux"; }'
+    )
+    result = subprocess.run(
+        [
+            *("nix-instantiate", "--option", "experimental-features", "", "--eval", "--strict"),
+            *("--json", "--expr", f"({listing['env']['HOSTS_EXPR']}) {configurations}"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert sorted(json.loads(result.stdout), key=lambda h: h["host"]) == [
+        {"host": "sample-aarch64", "system": "aarch64-linux", "runner": "ubuntu-24.04-arm"},
+        {"host": "sample-x86_64", "system": "x86_64-linux", "runner": "ubuntu-latest"},
+    ]
+    push = load("binary-cache.yml")["jobs"]["push"]
+    assert push["runs-on"] == "${{ matrix.runner }}"
+    assert push["strategy"]["matrix"]["include"] == "${{ fromJSON(needs.hosts.outputs.hosts) }}"
+    build = next(s for s in push["steps"] if s.get("id") == "build")["run"]
+    assert "nixosConfigurations.$HOST.config.system.build.toplevel" in build
+    assert "nix path-info --recursive --size --closure-size --json" in build

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from components.settings import (
     aws_access,
+    cache,
     fleet,
     identity,
     lifecycle,
@@ -29,6 +30,7 @@ KEYS: tuple[Key, ...] = (
     *machine.KEYS,
     *secrets.KEYS,
     *aws_access.KEYS,
+    *cache.KEYS,
     *fleet.KEYS,
 )
 

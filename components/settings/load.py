@@ -7,6 +7,7 @@ import difflib
 import pulumi
 
 from components.settings import aws_access, fleet, keys, server
+from components.settings.cache import BUCKET_PREFIX
 from components.settings.declaration import STACK, run_rules
 from components.settings.identity import host_name_from
 from components.settings.model import (
@@ -62,6 +63,23 @@ def load(types: InstanceTypes, config: pulumi.Config | None = None) -> StackSett
         )
     if any(s is not None and s.machine.spot for s in servers):
         errors.extend(aws_unsupported)
+    boundary = stack_values["permissionsBoundary"]
+    for s in servers:
+        bucket = s.binary_cache.bucket if s is not None and s.binary_cache is not None else None
+        # The shipped boundary lets roles read devserver-cache-* buckets only.
+        if s is not None and boundary and bucket and not bucket.startswith(BUCKET_PREFIX):
+            errors.append(
+                f"{s.config_prefix}binaryCacheUrl names the bucket {bucket!r}, but with "
+                f"{NAMESPACE}:permissionsBoundary the machine's role may read only buckets named "
+                f"{BUCKET_PREFIX}* (docs/iam/devserver-boundary.json): rename the bucket, serve "
+                "the cache over https://, or add the bucket to your boundary policy"
+            )
+    writer = stack_values["binaryCacheWriterRepository"]
+    if writer and not any(s and s.binary_cache and s.binary_cache.own for s in servers):
+        errors.append(
+            f"{NAMESPACE}:binaryCacheWriterRepository is set to {writer!r}, but no server has "
+            f"{NAMESPACE}:binaryCache true: it names who fills the stack's own cache"
+        )
     if errors or None in servers:
         problems = errors or ["the stack configuration is incomplete"]
         raise SettingsError(report(problems), problems)
@@ -76,6 +94,7 @@ def load(types: InstanceTypes, config: pulumi.Config | None = None) -> StackSett
         snapshots=stack_values["snapshots"] is not False,
         aws_access=access,
         permissions_boundary=stack_values["permissionsBoundary"],
+        binary_cache_writer_repository=writer or None,
     )
 
 

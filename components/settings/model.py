@@ -84,6 +84,17 @@ class HomeSettings:
 
 
 @dataclass(frozen=True)
+class BinaryCacheSettings:
+    """The binary cache a server trusts: the stack's own (`own`), or a team's by URL and key."""
+
+    own: bool = False
+    url: str | None = None
+    public_key: str | None = None
+    bucket: str | None = None
+    """The bucket of a team's s3:// cache: the instance role may read it."""
+
+
+@dataclass(frozen=True)
 class AssumeRole:
     """One `aws:assumeRoles` entry, as the AWS provider reads it."""
 
@@ -170,6 +181,8 @@ class DevServerSettings:
     """How error messages name this server's keys: `devserver:` or `devserver:servers[2].`."""
     github_user_id: int | None = None
     """The numeric GitHub id the login must still belong to (devserver:githubUserId), or None."""
+    binary_cache: BinaryCacheSettings | None = None
+    """The binary cache the machine substitutes from (None: cache.nixos.org only)."""
 
     @property
     def tags(self) -> dict[str, str]:
@@ -203,6 +216,8 @@ class StackSettings:
     """The stack's `aws:` settings, for the providers and calls the program makes itself."""
     permissions_boundary: str | None = None
     """The managed policy ARN set as permissions boundary on the snapshot role (None: none)."""
+    binary_cache_writer_repository: str | None = None
+    """GitHub owner/name whose main branch may fill the stack's own cache (None: no writer)."""
 
     @property
     def tags(self) -> dict[str, str]:

@@ -69,4 +69,5 @@ def build(r: Reader, ctx: Context, name: str, shared: Shared) -> DevServerSettin
         permissions_boundary=shared.permissions_boundary,
         config_prefix=ctx.prefix,
         github_user_id=v["githubUserId"],
+        binary_cache=v["binaryCache"],
     )

@@ -5,7 +5,7 @@
 # Usage: apply-flake.sh --host HOST --user USER [--secret-id ID --region REGION]
 #                       [--home-device PATH] [--deploy-public-key 'ssh-ed25519 AAAA...']
 #                       [--token-script PATH] [--shared-input NAME] [--shared-bundle PATH]
-#                       [--also-update NAME]...
+#                       [--also-update NAME]... [--substituter URL --trusted-public-key NAME:KEY]
 #
 # Pulumi copies flake.nix and writes machine.json into the staging directory; this script adds a
 # copy of /etc/nixos/flake.lock, refreshes the shared input (default `devserver`) there, so a
@@ -28,13 +28,24 @@
 # 10 another deployment or the nightly nixos-upgrade kept running past the lock timeout;
 # 11 the pushed shared flake bundle is damaged (nothing was changed).
 #
+# --substituter/--trusted-public-key: a binary cache (the stack's own, or a team's) this switch
+# already substitutes from, before the new system's nix.conf names it (the stock AMI's does not).
+#
+# Where the time goes: each phase's seconds (waitForSsh = the machine's uptime when this starts,
+# lock, homeVolume, token, flakeInputs, realise, activation, loginCheck, install) are logged, kept
+# in DEVSERVER_PHASES_FILE and printed as the last stdout line `DEVSERVER_PHASES {json}` for the
+# deployment's `deployPhases` output. realise ends when nixos-rebuild moves the system profile
+# (after building, before switch-to-configuration); activation is the rest of the switch (null
+# when the profile did not move: an unchanged system).
+#
 # Env (tests override these; the defaults are the real machine):
 #   DEVSERVER_FLAKE_DIR (/etc/nixos), DEVSERVER_STAGE_DIR (/var/lib/devserver/deploy/host),
 #   DEVSERVER_SYSTEM_PROFILE (/nix/var/nix/profiles/system), DEVSERVER_SYSTEMD_DIR
 #   (/run/systemd/system: when present, activation runs in its own unit via systemd-run),
 #   DEVSERVER_RUN_DIR (/run/devserver), DEVSERVER_ROOT_HOME (/root, read by verify-login.sh),
 #   DEVSERVER_HOME_DEVICE_TIMEOUT (300 s), DEVSERVER_HOME_DEVICE_POLL (2 s),
-#   DEVSERVER_LOCK_TIMEOUT (1800 s), DEVSERVER_LOCK_POLL (5 s).
+#   DEVSERVER_LOCK_TIMEOUT (1800 s), DEVSERVER_LOCK_POLL (5 s), DEVSERVER_PHASES_FILE
+#   (/var/lib/devserver/deploy/last-phases), DEVSERVER_UPTIME_FILE (/proc/uptime).
 #
 # External commands (nixos-rebuild, nix-env, nix, nix-build, nixos-version, systemd-run, systemctl,
 # findmnt, sshd, getent, setpriv) come from PATH.
@@ -54,6 +65,8 @@ token_script=$script_dir/fetch-github-token.sh
 shared_bundle=
 # More host inputs refreshed with the shared one (the personal flake, `personal`).
 also_update=()
+substituter=
+trusted_public_key=
 
 flake_dir=${DEVSERVER_FLAKE_DIR:-/etc/nixos}
 stage_dir=${DEVSERVER_STAGE_DIR:-/var/lib/devserver/deploy/host}
@@ -64,6 +77,8 @@ device_timeout=${DEVSERVER_HOME_DEVICE_TIMEOUT:-300}
 device_poll=${DEVSERVER_HOME_DEVICE_POLL:-2}
 lock_timeout=${DEVSERVER_LOCK_TIMEOUT:-1800}
 lock_poll=${DEVSERVER_LOCK_POLL:-5}
+phases_file=${DEVSERVER_PHASES_FILE:-/var/lib/devserver/deploy/last-phases}
+uptime_file=${DEVSERVER_UPTIME_FILE:-/proc/uptime}
 token_file=$run_dir/nix-access-tokens.conf
 deploy_conf=$run_dir/nix-deploy.conf
 # The files that make the host flake (and shared/, a pushed shared flake); /etc/nixos gets them
@@ -87,12 +102,42 @@ fail() {
 }
 
 usage() {
-	printf 'usage: %s --host HOST --user USER [--secret-id ID --region REGION] [--home-device PATH] [--deploy-public-key KEY] [--token-script PATH] [--shared-input NAME] [--shared-bundle PATH] [--also-update NAME]...\n' "$prog"
+	printf 'usage: %s --host HOST --user USER [--secret-id ID --region REGION] [--home-device PATH] [--deploy-public-key KEY] [--token-script PATH] [--shared-input NAME] [--shared-bundle PATH] [--also-update NAME]... [--substituter URL --trusted-public-key NAME:KEY]\n' "$prog"
+}
+
+# --- where the time goes --------------------------------------------------------------------------
+# EPOCHREALTIME (bash 5) in microseconds, whatever the locale's decimal separator.
+now_us() {
+	local t=$EPOCHREALTIME
+	printf '%s' "${t//[.,]/}"
+}
+phase_names=()
+phase_values=()
+phase_started=$(now_us)
+# seconds NAME MICROSECONDS: record a phase as seconds with one decimal.
+seconds() {
+	phase_names+=("$1")
+	phase_values+=("$(printf '%d.%d' $(($2 / 1000000)) $((($2 % 1000000) / 100000)))")
+	log "phase $1: ${phase_values[-1]} s"
+}
+# phase_done NAME: the phase that started at the previous boundary ends now.
+phase_done() {
+	local now
+	now=$(now_us)
+	seconds "$1" $((now - phase_started))
+	phase_started=$now
+}
+phases_json() {
+	local i json='{'
+	for i in "${!phase_names[@]}"; do
+		json+="\"${phase_names[i]}\": ${phase_values[i]}, "
+	done
+	printf '%s"binaryCache": %s}' "$json" "$([[ -n $substituter ]] && echo true || echo false)"
 }
 
 while (($# > 0)); do
 	case $1 in
-	--host | --user | --secret-id | --region | --home-device | --deploy-public-key | --token-script | --shared-input | --shared-bundle | --also-update)
+	--host | --user | --secret-id | --region | --home-device | --deploy-public-key | --token-script | --shared-input | --shared-bundle | --also-update | --substituter | --trusted-public-key)
 		(($# >= 2)) || fail 1 "$1 needs a value"
 		case $1 in
 		--host) host=$2 ;;
@@ -105,6 +150,8 @@ while (($# > 0)); do
 		--token-script) token_script=$2 ;;
 		--shared-bundle) shared_bundle=$2 ;;
 		--also-update) also_update+=("$2") ;;
+		--substituter) substituter=$2 ;;
+		--trusted-public-key) trusted_public_key=$2 ;;
 		esac
 		shift 2
 		;;
@@ -132,6 +179,13 @@ if [[ -n $deploy_public_key ]]; then
 	[[ ${deploy_key_material:-} =~ ^[A-Za-z0-9+/]+=*$ ]] ||
 		fail 1 "--deploy-public-key must look like 'ssh-ed25519 AAAA... [comment]'"
 fi
+# The cache goes into a nix.conf line: only what a store URL and a Nix public key can hold.
+if [[ -n $substituter || -n $trusted_public_key ]]; then
+	[[ $substituter =~ ^(s3|https)://[A-Za-z0-9._~/:?=\&%+-]+$ ]] ||
+		fail 1 "--substituter must be an s3:// or https:// binary cache URL (with --trusted-public-key), got '$substituter'"
+	[[ $trusted_public_key =~ ^[A-Za-z0-9][A-Za-z0-9._-]*:[A-Za-z0-9+/]{43}=$ ]] ||
+		fail 1 "--trusted-public-key must be a Nix public key NAME:BASE64 (with --substituter), got '$trusted_public_key'"
+fi
 [[ $device_timeout =~ ^[0-9]+$ && $device_poll =~ ^[0-9]+([.][0-9]+)?$ ]] ||
 	fail 1 "DEVSERVER_HOME_DEVICE_TIMEOUT/_POLL must be numbers of seconds"
 [[ $lock_timeout =~ ^[0-9]+$ && $lock_poll =~ ^[0-9]+([.][0-9]+)?$ ]] ||
@@ -141,6 +195,11 @@ fi
 if [[ -n $shared_bundle && ! -f $shared_bundle ]]; then
 	fail 1 "--shared-bundle $shared_bundle is missing (Pulumi copies it before running this script)"
 fi
+
+# The machine's uptime now is how long it took from boot until the deployment reached it.
+read -r uptime _ <"$uptime_file" || fail 1 "cannot read $uptime_file"
+[[ $uptime =~ ^([0-9]+)([.]([0-9]))?[0-9]*$ ]] || fail 1 "$uptime_file does not start with seconds: '$uptime'"
+seconds waitForSsh $((BASH_REMATCH[1] * 1000000 + ${BASH_REMATCH[3]:-0} * 100000))
 
 # A non-interactive SSH session may not have the NixOS system PATH; append so fakes on PATH win.
 for dir in /run/wrappers/bin /run/current-system/sw/bin; do
@@ -186,6 +245,8 @@ else
 	rm -rf -- "$stage_dir/shared"
 fi
 
+phase_done lock
+
 # --- 1. home volume -------------------------------------------------------------------------
 if [[ -n $home_device ]]; then
 	step "waiting up to ${device_timeout}s for the home volume $home_device (EBS attachment can lag boot)"
@@ -201,6 +262,8 @@ else
 	log "no --home-device given: not waiting for or checking the /home volume"
 fi
 
+phase_done homeVolume
+
 # --- 2. Nix configuration for this rebuild ----------------------------------------------------
 # Nix reads /etc/nix/nix.conf, then every file in NIX_USER_CONF_FILES (colon-separated; it
 # replaces ~/.config/nix/nix.conf), then NIX_CONFIG (nix src/libstore/globals.cc loadConfFile).
@@ -208,13 +271,20 @@ fi
 # (src/libutil/configuration.cc parseConfigFiles), so the conf stays valid without a token.
 # Settings from user conf files are forwarded to the root daemon over its socket, never argv/env.
 # The stock AMI neither enables flakes nor includes the token file, hence this file; the token
-# itself stays in the root-only token file and is referenced by path only.
+# itself stays in the root-only token file and is referenced by path only. A binary cache given
+# here is used from this switch on: root is a trusted user of the daemon, which then takes the
+# client's substituters and keys as given (nix src/libstore/daemon.cc); `extra-` appends them to
+# the image's cache.nixos.org, and `require-sigs` stays on.
 step "writing the Nix configuration for this rebuild to $deploy_conf"
 deploy_conf_tmp=$(mktemp -- "$deploy_conf.tmp.XXXXXX")
 {
 	printf 'experimental-features = nix-command flakes\n'
 	if [[ -n $secret_id ]]; then
 		printf '!include %s\n' "$token_file"
+	fi
+	if [[ -n $substituter ]]; then
+		printf 'extra-substituters = %s\n' "$substituter"
+		printf 'extra-trusted-public-keys = %s\n' "$trusted_public_key"
 	fi
 } >"$deploy_conf_tmp"
 chmod 0400 -- "$deploy_conf_tmp"
@@ -255,6 +325,8 @@ else
 	log "no --secret-id given: building without a GitHub token (public flakes only)"
 fi
 
+phase_done token
+
 # --- 4. shared flake input -----------------------------------------------------------------------
 # A re-apply must build the shared flake's current commit even when its reference is unchanged;
 # only that input moves (nixpkgs follows it). `nix flake update <input>` replaced --update-input.
@@ -283,6 +355,8 @@ nix flake update "$shared_input" --flake "$stage_dir" "${also_update[@]}" ||
 if [[ -n $derived_lock ]]; then
 	rm -f -- "$derived_lock"
 fi
+
+phase_done flakeInputs
 
 # --- 5. switch ----------------------------------------------------------------------------------
 previous_generation=$(readlink -- "$system_profile") ||
@@ -339,10 +413,35 @@ rollback() {
 	fail 6 "$reason. $previous_generation is the boot default again, but its activation failed (switch-to-configuration exit $status) and sshd is not running: failed units: ${failed:-none listed}${home_state:+; $home_state}. Reach the machine through Session Manager or reboot it from the EC2 console."
 }
 
+# realise ends when nixos-rebuild moves the system profile (it sets the profile after the build,
+# before switch-to-configuration): a watcher notes the moment, so nothing is evaluated twice.
+profile_moved=$run_dir/profile-moved
+rm -f -- "$profile_moved"
+(
+	while [[ $(readlink -- "$system_profile" 2>/dev/null || true) == "$previous_generation" ]]; do
+		sleep 0.2
+	done
+	now_us >"$profile_moved"
+) 9>&- &
+profile_watcher=$!
 # Output goes straight to our stdout/stderr (no pipe), so Pulumi streams it line by line.
 rebuild_status=0
 # 9>&-: nothing the activation starts may keep holding the deploy lock after this run.
 nixos-rebuild switch --flake "$stage_dir#$host" 9>&- || rebuild_status=$?
+kill "$profile_watcher" 2>/dev/null || true
+wait "$profile_watcher" 2>/dev/null || true
+switch_ended=$(now_us)
+if [[ -s $profile_moved ]]; then
+	moved=$(<"$profile_moved")
+	seconds realise $((moved - phase_started))
+	seconds activation $((switch_ended - moved))
+else
+	seconds realise $((switch_ended - phase_started))
+	phase_names+=(activation)
+	phase_values+=(null)
+fi
+rm -f -- "$profile_moved"
+phase_started=$switch_ended
 current_generation=$(readlink -- "$system_profile" || true)
 if ((rebuild_status != 0)); then
 	if [[ $current_generation == "$previous_generation" ]]; then
@@ -381,6 +480,8 @@ if ((${#problems[@]} > 0)); then
 	rollback "the new system failed verification: $summary"
 fi
 
+phase_done loginCheck
+
 # --- 7. install the verified flake into /etc/nixos --------------------------------------------
 # Each file is written beside and renamed over (atomic per file); flake.nix goes last, so a crash
 # half-way leaves the previous flake.nix, never a new flake.nix with an old machine.json.
@@ -415,4 +516,11 @@ rm -rf -- "$flake_dir/.shared.old"
 if [[ ! -d $stage_dir/shared ]]; then
 	rm -rf -- "$flake_dir/shared"
 fi
+phase_done install
 step "applied $stage_dir#$host as $current_generation, verified it and installed it into $flake_dir"
+# Kept for the deployment's later reads, and the last stdout line for this run's output.
+phases=$(phases_json)
+if install -d -m 0700 -- "$(dirname -- "$phases_file")" && printf 'DEVSERVER_PHASES %s\n' "$phases" >"$phases_file.new"; then
+	mv -f -- "$phases_file.new" "$phases_file" || log "could not keep the phases in $phases_file"
+fi
+printf 'DEVSERVER_PHASES %s\n' "$phases"

@@ -620,3 +620,49 @@ def test_stale_vscode_servers_are_removed_before_any_session_or_the_users_manage
     assert (
         evaluate("{ devserver.image.vscodeServer.enable = false; }")["vscodeRefreshService"] is None
     )
+
+
+CACHE_URL = "s3://devserver-cache-20261203abcdef?region=eu-west-1"
+CACHE_KEY = "devserver-dev-1:" + "A" * 43 + "="
+
+
+def test_a_binary_cache_is_trusted_next_to_cache_nixos_org() -> None:
+    """nix.settings lists merge with NixOS's own (nix.nix: cache.nixos.org via mkAfter, its key)."""
+    trusted = evaluate(
+        host=f'{{ devserver.binaryCache = {{ url = "{CACHE_URL}"; publicKey = "{CACHE_KEY}"; }}; }}'
+    )
+    assert trusted["nixSettings"]["substituters"] == [CACHE_URL]
+    assert trusted["nixSettings"]["trusted-public-keys"] == [CACHE_KEY]
+    assert "require-sigs" not in trusted["nixSettings"], "signatures stay required (NixOS default)"
+    plain = evaluate()
+    assert (
+        "substituters" not in plain["nixSettings"]
+        and "trusted-public-keys" not in plain["nixSettings"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("cache", "problem"),
+    [
+        (f'{{ url = "{CACHE_URL}"; }}', "go together"),
+        (f'{{ publicKey = "{CACHE_KEY}"; }}', "go together"),
+        (
+            f'{{ url = "http://cache.example.com"; publicKey = "{CACHE_KEY}"; }}',
+            "is not a binary cache URL",
+        ),
+        (
+            f'{{ url = "file:///tmp/cache"; publicKey = "{CACHE_KEY}"; }}',
+            "is not a binary cache URL",
+        ),
+        (
+            f'{{ url = "{CACHE_URL}"; publicKey = "devserver-dev-1:c2hvcnQ="; }}',
+            "is not a Nix public key",
+        ),
+    ],
+    ids=["url-without-key", "key-without-url", "plain-http", "local-path", "short-key"],
+)
+def test_a_binary_cache_that_would_not_be_trusted_safely_is_refused(
+    cache: str, problem: str
+) -> None:
+    failed = failed_assertions(f"{{ devserver.binaryCache = {cache}; }}")
+    assert any(problem in m for m in failed), failed

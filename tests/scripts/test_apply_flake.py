@@ -66,6 +66,7 @@ if [[ -n ${NIX_USER_CONF_FILES:-} ]]; then
 fi
 printf '%s\n' "$@" > "$FAKE_RECORD/rebuild.argv"
 env > "$FAKE_RECORD/rebuild.env"
+sleep "${FAKE_BUILD_SECONDS:-0}"
 if [[ ${FAKE_REBUILD_NEW_GENERATION:-1} == 1 ]]; then
   profile=$DEVSERVER_SYSTEM_PROFILE
   mkdir -p "$profile-gen2/bin"
@@ -75,6 +76,8 @@ if [[ ${FAKE_REBUILD_NEW_GENERATION:-1} == 1 ]]; then
   ln -sfn "$profile-gen2" "$profile-2-link"
   ln -sfn "$(basename "$profile")-2-link" "$profile"
 fi
+# nixos-rebuild sets the profile after the build, then runs switch-to-configuration.
+sleep "${FAKE_ACTIVATION_SECONDS:-0}"
 if [[ ${FAKE_REBUILD_EXIT:-0} != 0 ]]; then
   echo "error: fake activation failure from nixos-rebuild" >&2
 fi
@@ -316,6 +319,8 @@ def make_machine(tmp_path: Path) -> Machine:
         "DEVSERVER_HOME_DEVICE_TIMEOUT": "5",
         "DEVSERVER_HOME_DEVICE_POLL": "0.1",
         "DEVSERVER_LOCK_POLL": "0.1",
+        "DEVSERVER_PHASES_FILE": str(tmp_path / "deploy" / "last-phases"),
+        "DEVSERVER_UPTIME_FILE": str(tmp_path / "uptime"),
         "FAKE_UPGRADE_STATE_FILE": str(tmp_path / "upgrade-state"),
         "FAKE_USER": USER,
         "FAKE_USER_UID": str(USER_UID),
@@ -325,6 +330,8 @@ def make_machine(tmp_path: Path) -> Machine:
         "FAKE_REAL_NIX": shutil.which("nix") or "/nonexistent/nix",
     }
     m.lock_file.write_text(OLD_LOCK)
+    # /proc/uptime: seconds since boot, then idle seconds (proc(5)).
+    (tmp_path / "uptime").write_text("41.73 150.20\n")
     return m
 
 
@@ -994,3 +1001,116 @@ def test_the_personal_flake_is_refreshed_with_the_shared_one(machine: Machine) -
 
     assert result.returncode == 0, result.stderr
     assert f"nix flake update devserver --flake {machine.stage} personal" in machine.calls()
+
+
+CACHE_URL = "s3://devserver-cache-20261203abcdef?region=eu-west-1"
+CACHE_KEY = "devserver-dev-1:" + "A" * 43 + "="
+
+
+def test_the_first_switch_already_substitutes_from_the_binary_cache(machine: Machine) -> None:
+    """The stock AMI's nix.conf names no cache of ours: this run's conf does, for the daemon."""
+    result = machine.apply(
+        *full_args(machine),
+        "--substituter",
+        CACHE_URL,
+        "--trusted-public-key",
+        CACHE_KEY,
+        FAKE_RUN_REAL_NIX="1",
+    )
+    assert result.returncode == 0, result.stderr
+    conf = (machine.record / "deploy.conf").read_text().splitlines()
+    assert f"extra-substituters = {CACHE_URL}" in conf
+    assert f"extra-trusted-public-keys = {CACHE_KEY}" in conf
+    assert (machine.record / "deploy.conf.mode").read_text().strip() == "400"
+    # Real Nix reads that file: the cache is appended to the substituters, its key trusted.
+    shown = dict(
+        line.split(" = ", 1)
+        for line in (machine.record / "nix-show-config").read_text().splitlines()
+        if " = " in line
+    )
+    assert CACHE_URL in shown["substituters"].split()
+    assert CACHE_KEY in shown["trusted-public-keys"].split()
+    assert shown["require-sigs"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (
+            ["--substituter", "http://cache.example.com", "--trusted-public-key", CACHE_KEY],
+            "--substituter must be an s3:// or https:// binary cache URL",
+        ),
+        (["--substituter", CACHE_URL], "--trusted-public-key must be a Nix public key"),
+        (
+            ["--trusted-public-key", CACHE_KEY],
+            "--substituter must be an s3:// or https:// binary cache URL",
+        ),
+        (
+            ["--substituter", CACHE_URL, "--trusted-public-key", "k:x\nrequire-sigs = false"],
+            "--trusted-public-key must be a Nix public key",
+        ),
+        (
+            [
+                "--substituter",
+                CACHE_URL + "\nrequire-sigs = false",
+                "--trusted-public-key",
+                CACHE_KEY,
+            ],
+            "--substituter must be an s3:// or https:// binary cache URL",
+        ),
+    ],
+    ids=["plain-http", "no-key", "no-cache", "key-injects-a-setting", "url-injects-a-setting"],
+)
+def test_a_cache_that_cannot_be_trusted_is_refused_before_anything_runs(
+    machine: Machine, args: list[str], says: str
+) -> None:
+    result = machine.apply(*full_args(machine), *args)
+    assert result.returncode == 1, result.stderr
+    assert says in result.stderr
+    assert not [c for c in machine.calls() if c.startswith("nixos-rebuild")]
+
+
+def test_each_phase_is_timed_logged_kept_and_printed_last(machine: Machine) -> None:
+    result = machine.apply(
+        *full_args(machine), FAKE_BUILD_SECONDS="0.5", FAKE_ACTIVATION_SECONDS="1"
+    )
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.splitlines()[-1]
+    assert last.startswith("DEVSERVER_PHASES "), result.stdout
+    phases = json.loads(last.removeprefix("DEVSERVER_PHASES "))
+    assert list(phases) == [
+        "waitForSsh",
+        "lock",
+        "homeVolume",
+        "token",
+        "flakeInputs",
+        "realise",
+        "activation",
+        "loginCheck",
+        "install",
+        "binaryCache",
+    ]
+    assert phases["waitForSsh"] == 41.7, "the machine's uptime when the deployment reached it"
+    assert phases["binaryCache"] is False
+    # realise ends when nixos-rebuild moves the profile; what follows is activation. Lower
+    # bounds only (a slow machine only adds): the fake sleeps 0.5 s and 1 s, the watcher notices
+    # the move within its 0.2 s poll, and figures are cut to tenths.
+    assert phases["realise"] >= 0.5 and phases["activation"] >= 0.7, phases
+    for name in ("realise", "activation", "loginCheck"):
+        assert f"[apply-flake] phase {name}: " in result.stderr
+    kept = Path(machine.env["DEVSERVER_PHASES_FILE"]).read_text()
+    assert kept == last + "\n", "the last run's phases are kept for the deployment's next read"
+
+
+def test_an_unchanged_system_has_no_activation_figure(machine: Machine) -> None:
+    result = machine.apply(
+        *full_args(machine),
+        "--substituter",
+        CACHE_URL,
+        "--trusted-public-key",
+        CACHE_KEY,
+        FAKE_REBUILD_NEW_GENERATION="0",
+    )
+    phases = json.loads(result.stdout.splitlines()[-1].removeprefix("DEVSERVER_PHASES "))
+    assert phases["activation"] is None and phases["realise"] >= 0
+    assert phases["binaryCache"] is True

@@ -59,6 +59,8 @@
               idleStop.minutes = "@idleStopMinutes@";
               # The nightly upgrade follows the personal flake too.
               autoUpgrade.extraInputs = [ "personal" ]; # @personal
+              # The binary cache this machine substitutes from (the stack's own, or a team's), if any.
+              binaryCache = machine.binaryCache or { };
             };
           }
         ]
