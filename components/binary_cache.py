@@ -24,6 +24,7 @@ from components.instance_role import ROLE_PATH
 from components.nix_signing_key import nix_public_key, nix_secret_key
 from components.settings import BinaryCacheSettings
 from components.settings.cache import BUCKET_PREFIX as SETTINGS_BUCKET_PREFIX
+from components.stored_secret import stored_secret
 
 # What a Nix binary cache announces (libstore binary-cache-store.cc `init`): the store it is for,
 # that clients may ask it in bulk, and a priority below cache.nixos.org's 40 so it is asked first.
@@ -181,20 +182,13 @@ class BinaryCache(pulumi.ComponentResource):
             key.private_key_openssh.apply(lambda text: nix_secret_key(key_name, text))
         )
         self.public_key = key.public_key_openssh.apply(lambda text: nix_public_key(key_name, text))
-        secret = aws.secretsmanager.Secret(
+        secret = stored_secret(
             f"{name}-signing-key",
+            self.secret_key,
             name=signing_key_secret_name(args.stack),
             description=f"Nix binary cache signing key of stack {args.stack} (CI only)",
-            # A fixed name, like the token's: deleted at once, so a re-created stack can reuse it.
-            recovery_window_in_days=0,
             tags=args.tags,
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
-        )
-        aws.secretsmanager.SecretVersion(
-            f"{name}-signing-key",
-            secret_id=secret.id,
-            secret_string=self.secret_key,
-            opts=pulumi.ResourceOptions(parent=secret),
+            parent=self,
         )
 
         self.writer_role_arn = pulumi.Output.from_input(None)
