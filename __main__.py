@@ -7,8 +7,9 @@ import pulumi
 from components import settings
 from components.binary_cache import BinaryCache, BinaryCacheArgs
 from components.cost import PriceList, total_cost
-from components.devserver import build_servers, plan_all, with_cost
+from components.devserver import build_servers
 from components.lookups import AwsLookups
+from components.plan import plan_all, with_cost
 from components.snapshots import HomeSnapshots, HomeSnapshotsArgs, home_target_tag
 
 # A fleet registers thousands of small objects that live until the program exits; the cyclic GC

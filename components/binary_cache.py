@@ -8,9 +8,6 @@ one repository). No instance role can read that secret or write to the bucket (d
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from dataclasses import dataclass
 
@@ -18,8 +15,16 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_tls as tls
 
+from components.binary_cache_policies import (
+    deny_insecure_transport,
+    github_oidc_trust_policy,
+    writer_policy,
+)
+from components.instance_role import ROLE_PATH
+from components.nix_signing_key import nix_public_key, nix_secret_key
 from components.settings import BinaryCacheSettings
 from components.settings.cache import BUCKET_PREFIX as SETTINGS_BUCKET_PREFIX
+from components.stored_secret import stored_secret
 
 # What a Nix binary cache announces (libstore binary-cache-store.cc `init`): the store it is for,
 # that clients may ask it in bulk, and a priority below cache.nixos.org's 40 so it is asked first.
@@ -30,111 +35,8 @@ CACHE_INFO_KEY = "nix-cache-info"
 # path, its URL, two hashes and a signature are already more), never the ~50-byte nix-cache-info.
 MIN_EXPIRING_OBJECT_BYTES = 128
 DEFAULT_RETENTION_DAYS = 90
-# GitHub's OIDC issuer for Actions (docs.github.com, "Configuring OpenID Connect in AWS").
-GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 # Bucket names start with this: the operator policy and the roles' boundary are scoped to it.
 BUCKET_PREFIX = SETTINGS_BUCKET_PREFIX
-# What Nix reads from an S3 binary cache (Nix src/libstore/s3-binary-cache-store.md, "Authenticated
-# reads") and what `nix copy --to s3://…` needs on top to write (same page, "Authenticated writes").
-READ_ACTIONS = ("s3:GetBucketLocation", "s3:GetObject", "s3:ListBucket")
-WRITE_ACTIONS = (
-    "s3:AbortMultipartUpload",
-    "s3:GetBucketLocation",
-    "s3:GetObject",
-    "s3:ListBucket",
-    "s3:ListBucketMultipartUploads",
-    "s3:ListMultipartUploadParts",
-    "s3:PutObject",
-)
-
-# openssh-portable PROTOCOL.key: the armour, the magic, and an Ed25519 key's type name.
-_OPENSSH_BEGIN = "-----BEGIN OPENSSH " + "PRIVATE KEY-----"
-_OPENSSH_END = "-----END OPENSSH " + "PRIVATE KEY-----"
-_OPENSSH_MAGIC = b"openssh-key-v1\x00"
-_ED25519 = b"ssh-ed25519"
-# libsodium crypto_sign_SECRETKEYBYTES (seed || public key) and crypto_sign_PUBLICKEYBYTES.
-SECRET_KEY_BYTES = 64
-PUBLIC_KEY_BYTES = 32
-# A Nix key name: anything up to the first ':' (libutil signature/local-keys.cc); kept to the
-# characters Nix's own examples use, so it is safe in nix.conf and on a command line.
-KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-class KeyFormatError(ValueError):
-    """A key that cannot be converted; the message never contains key material."""
-
-
-def _string(data: bytes, offset: int) -> tuple[bytes, int]:
-    """One SSH wire `string` (uint32 length, then the bytes) at offset, and the offset after it."""
-    if offset + 4 > len(data):
-        raise KeyFormatError("the key is truncated")
-    end = offset + 4 + int.from_bytes(data[offset : offset + 4], "big")
-    if end > len(data):
-        raise KeyFormatError("the key is truncated")
-    return data[offset + 4 : end], end
-
-
-def _check_name(name: str) -> None:
-    if not KEY_NAME.fullmatch(name):
-        raise KeyFormatError(f"key name {name!r} must be letters, digits, '.', '_' or '-'")
-
-
-def nix_secret_key(name: str, openssh_private_key: str) -> str:
-    """A Nix signing key (`name:base64(seed || public key)`, Nix libutil signature/local-keys.cc
-    `SecretKey`) from an unencrypted Ed25519 key in OpenSSH's format, which is what pulumi-tls's
-    `privateKeyOpenssh` and `ssh-keygen -t ed25519 -N ''` write: its private field already is
-    libsodium's 64-byte secret key (golang.org/x/crypto ssh/keys.go `marshalOpenSSHPrivateKey`)."""
-    _check_name(name)
-    lines = openssh_private_key.strip().splitlines()
-    if len(lines) < 3 or lines[0].strip() != _OPENSSH_BEGIN or lines[-1].strip() != _OPENSSH_END:
-        raise KeyFormatError("not an OpenSSH private key")
-    try:
-        body = base64.b64decode("".join(line.strip() for line in lines[1:-1]), validate=True)
-    except (binascii.Error, ValueError) as err:
-        raise KeyFormatError("the key's body is not base64") from err
-    if not body.startswith(_OPENSSH_MAGIC):
-        raise KeyFormatError("not an openssh-key-v1 key")
-    cipher, offset = _string(body, len(_OPENSSH_MAGIC))
-    if cipher != b"none":
-        raise KeyFormatError("the key is protected by a passphrase")
-    _kdf, offset = _string(body, offset)
-    _kdf_options, offset = _string(body, offset)
-    if body[offset : offset + 4] != (1).to_bytes(4, "big"):
-        raise KeyFormatError("the file must hold exactly one key")
-    _public_blob, offset = _string(body, offset + 4)
-    private, _ = _string(body, offset)
-    # The private section: two equal check words, the key type, public key, private key, comment.
-    if len(private) < 8 or private[:4] != private[4:8]:
-        raise KeyFormatError("the key's check words differ (a damaged key)")
-    key_type, offset = _string(private, 8)
-    if key_type != _ED25519:
-        raise KeyFormatError("not an Ed25519 key")
-    public, offset = _string(private, offset)
-    secret, _ = _string(private, offset)
-    if len(public) != PUBLIC_KEY_BYTES or len(secret) != SECRET_KEY_BYTES:
-        raise KeyFormatError("the Ed25519 key has the wrong length")
-    if secret[PUBLIC_KEY_BYTES:] != public:
-        # libsodium signs with the public half stored in the secret key: it must be this key's.
-        raise KeyFormatError("the secret key does not end with its own public key")
-    return f"{name}:{base64.b64encode(secret).decode()}"
-
-
-def nix_public_key(name: str, openssh_public_key: str) -> str:
-    """The matching Nix public key (`name:base64(public key)`) from `ssh-ed25519 AAAA… [comment]`
-    (pulumi-tls's `publicKeyOpenssh`): not derived from the secret, so it is not a secret."""
-    _check_name(name)
-    fields = openssh_public_key.split()
-    if len(fields) < 2 or fields[0] != _ED25519.decode():
-        raise KeyFormatError("not an ssh-ed25519 public key")
-    try:
-        blob = base64.b64decode(fields[1], validate=True)
-    except (binascii.Error, ValueError) as err:
-        raise KeyFormatError("the public key is not base64") from err
-    key_type, offset = _string(blob, 0)
-    public, _ = _string(blob, offset)
-    if key_type != _ED25519 or len(public) != PUBLIC_KEY_BYTES:
-        raise KeyFormatError("not a 32-byte Ed25519 public key")
-    return f"{name}:{base64.b64encode(public).decode()}"
 
 
 def signing_key_name(stack: str) -> str:
@@ -150,72 +52,6 @@ def signing_key_secret_name(stack: str) -> str:
 def s3_url(bucket: str, region: str) -> str:
     """The Nix store URL of an S3 binary cache (Nix src/libstore/s3-binary-cache-store.md)."""
     return f"s3://{bucket}?region={region}"
-
-
-def _arns(bucket: str, partition: str) -> list[str]:
-    return [f"arn:{partition}:s3:::{bucket}", f"arn:{partition}:s3:::{bucket}/*"]
-
-
-def reader_policy(bucket: str, partition: str = "aws") -> str:
-    """What a machine may do with a binary cache bucket: read it, and nothing else."""
-    statement = {
-        "Sid": "ReadBinaryCache",
-        "Effect": "Allow",
-        "Action": list(READ_ACTIONS),
-        "Resource": _arns(bucket, partition),
-    }
-    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
-
-
-def writer_policy(bucket: str, secret_arn: str, partition: str = "aws") -> str:
-    """What CI may do: upload to this one bucket and read this one signing key."""
-    statements = [
-        {
-            "Sid": "UploadToBinaryCache",
-            "Effect": "Allow",
-            "Action": list(WRITE_ACTIONS),
-            "Resource": _arns(bucket, partition),
-        },
-        {
-            "Sid": "ReadSigningKey",
-            "Effect": "Allow",
-            "Action": "secretsmanager:GetSecretValue",
-            "Resource": secret_arn,
-        },
-    ]
-    return json.dumps({"Version": "2012-10-17", "Statement": statements})
-
-
-def github_oidc_trust_policy(account: str, repository: str, partition: str = "aws") -> str:
-    """Only GitHub Actions runs of `repository` on its main branch (push, schedule, dispatch), with
-    the audience configure-aws-credentials asks for, may assume the writer role. Pull requests
-    (sub `repo:<r>:pull_request`) and other branches cannot: PR-authored code never signs."""
-    provider = f"arn:{partition}:iam::{account}:oidc-provider/{GITHUB_OIDC_HOST}"
-    statement = {
-        "Effect": "Allow",
-        "Principal": {"Federated": provider},
-        "Action": "sts:AssumeRoleWithWebIdentity",
-        "Condition": {
-            "StringEquals": {
-                f"{GITHUB_OIDC_HOST}:aud": "sts.amazonaws.com",
-                f"{GITHUB_OIDC_HOST}:sub": f"repo:{repository}:ref:refs/heads/main",
-            }
-        },
-    }
-    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
-
-
-def _deny_insecure_transport(bucket_arn: str) -> str:
-    """Nothing reaches the bucket over plain HTTP (AWS S3 User Guide, `aws:SecureTransport`)."""
-    statement = {
-        "Sid": "DenyInsecureTransport",
-        "Effect": "Deny",
-        "Principal": "*",
-        "Action": "s3:*",
-        "Resource": [bucket_arn, f"{bucket_arn}/*"],
-        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-    }
-    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 
 @dataclass(frozen=True)
@@ -327,7 +163,7 @@ class BinaryCache(pulumi.ComponentResource):
         aws.s3.BucketPolicy(
             f"{name}-policy",
             bucket=bucket.id,
-            policy=bucket.arn.apply(_deny_insecure_transport),
+            policy=bucket.arn.apply(deny_insecure_transport),
             # S3 rejects concurrent bucket-level changes; the public access block goes first.
             opts=pulumi.ResourceOptions(parent=bucket, depends_on=[public_access, ownership]),
         )
@@ -346,27 +182,17 @@ class BinaryCache(pulumi.ComponentResource):
             key.private_key_openssh.apply(lambda text: nix_secret_key(key_name, text))
         )
         self.public_key = key.public_key_openssh.apply(lambda text: nix_public_key(key_name, text))
-        secret = aws.secretsmanager.Secret(
+        secret = stored_secret(
             f"{name}-signing-key",
+            self.secret_key,
             name=signing_key_secret_name(args.stack),
             description=f"Nix binary cache signing key of stack {args.stack} (CI only)",
-            # A fixed name, like the token's: deleted at once, so a re-created stack can reuse it.
-            recovery_window_in_days=0,
             tags=args.tags,
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
-        )
-        aws.secretsmanager.SecretVersion(
-            f"{name}-signing-key",
-            secret_id=secret.id,
-            secret_string=self.secret_key,
-            opts=pulumi.ResourceOptions(parent=secret),
+            parent=self,
         )
 
         self.writer_role_arn = pulumi.Output.from_input(None)
         if args.writer_repository is not None:
-            # Here, not at the top: instance_role imports this module's reader policy.
-            from components.instance_role import ROLE_PATH
-
             repository = args.writer_repository
             # The account and partition come from the secret's ARN: no lookup, known when it is.
             arn_fields = secret.arn.apply(lambda arn: arn.split(":"))

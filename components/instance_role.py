@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.binary_cache import reader_policy
+from components.binary_cache_policies import reader_policy
 
 
 def assume_role_policy(service: str) -> str:

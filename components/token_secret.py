@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_aws as aws
+
+from components.stored_secret import stored_secret
 
 
 def token_secret_name(stack: str, server: str) -> str:
@@ -37,24 +38,15 @@ class GithubTokenSecret(pulumi.ComponentResource):
         self, name: str, args: GithubTokenSecretArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("devserver:aws:GithubTokenSecret", name, None, opts)
-        secret = aws.secretsmanager.Secret(
+        secret = stored_secret(
             f"{name}-github-token",
+            # A secret Output from `require_secret`: encrypted in state, never in a plan or a log.
+            args.token,
             name=args.name,
             description=f"Read-only GitHub token for {args.owner}'s dev server (private flakes)",
-            kms_key_id=args.kms_key_arn,
-            # Deleted at once: with a fixed name, a secret pending deletion would block the next
-            # `pulumi up` of a re-created stack; the token's source of truth is the stack config.
-            recovery_window_in_days=0,
             tags=args.tags,
-            # A fixed name cannot exist twice: a replacement must delete the old secret first.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
-        )
-        aws.secretsmanager.SecretVersion(
-            f"{name}-github-token",
-            secret_id=secret.id,
-            # A secret Output from `require_secret`: encrypted in state, never in a plan or a log.
-            secret_string=args.token,
-            opts=pulumi.ResourceOptions(parent=secret),
+            parent=self,
+            kms_key_id=args.kms_key_arn,
         )
         self.arn = secret.arn
         self.secret_name = args.name

@@ -13,15 +13,9 @@ from typing import Any
 
 import pytest
 
-from components.binary_cache import (
-    CACHE_INFO_KEY,
-    MIN_EXPIRING_OBJECT_BYTES,
-    READ_ACTIONS,
-    KeyFormatError,
-    nix_public_key,
-    nix_secret_key,
-    reader_policy,
-)
+from components.binary_cache import CACHE_INFO_KEY, MIN_EXPIRING_OBJECT_BYTES
+from components.binary_cache_policies import READ_ACTIONS, reader_policy
+from components.nix_signing_key import KeyFormatError, nix_public_key, nix_secret_key
 from tests.program import (
     ACCOUNT,
     FAKE_APPLY_PHASES,

@@ -575,7 +575,7 @@ def test_an_unread_elastic_ip_quota_warns_instead_of_refusing(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     warnings: list[str] = []
-    monkeypatch.setattr("components.devserver.pulumi.log.warn", warnings.append)
+    monkeypatch.setattr("components.elastic_ips.pulumi.log.warn", warnings.append)
     monkeypatch.setattr(fake, "QUOTA_DENIED", {"servicequotas:GetAWSDefaultServiceQuota"})
     monkeypatch.setattr(fake, "ELASTIC_IPS", {f"eipalloc-0other{i}": {} for i in range(5)})
     step = engine.up("a first up beside 5 other addresses, quota unreadable")

@@ -316,7 +316,7 @@ def test_an_interrupted_spot_machine_is_left_for_ec2_to_restart(
     program: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     warnings: list[str] = []
-    monkeypatch.setattr("components.devserver.pulumi.log.warn", warnings.append)
+    monkeypatch.setattr("components.plan.pulumi.log.warn", warnings.append)
     _interrupted()
     run = program({"devserver:preset": "x86-spot"})
     # StartInstances fails while interrupted: keep whatever state the instance has.

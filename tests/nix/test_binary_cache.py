@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from components.binary_cache import nix_public_key, nix_secret_key
+from components.nix_signing_key import nix_public_key, nix_secret_key
 
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "time_to_usable.py"
 pytestmark = pytest.mark.skipif(
