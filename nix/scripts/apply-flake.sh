@@ -85,6 +85,10 @@ deploy_conf=$run_dir/nix-deploy.conf
 # only after a verified switch.
 readonly flake_files=(flake.nix machine.json flake.lock)
 stage_lock=$stage_dir/flake.lock
+# `nix eval --file F --argstr ...` never calls F's top-level function (src/nix/eval.cc: AutoCall::No),
+# so --apply calls it; the values travel in the environment, never spliced into Nix code.
+readonly apply_lock_file='f: f { lockFile = builtins.getEnv "DEVSERVER_EVAL_LOCK"; }'
+readonly apply_lock_file_input='f: f { lockFile = builtins.getEnv "DEVSERVER_EVAL_LOCK"; input = builtins.getEnv "DEVSERVER_EVAL_INPUT"; }'
 
 log() {
 	printf '[%s] %s\n' "$prog" "$*" >&2
@@ -303,7 +307,8 @@ if [[ -n $secret_id ]]; then
 		# the host flake: a private shared input cannot be locked before the token is here.
 		awscli_out=
 		if [[ -e $stage_lock ]] &&
-			nixpkgs_ref=$(nix eval --impure --raw --file "$script_dir/locked-nixpkgs.nix" --argstr lockFile "$stage_lock"); then
+			nixpkgs_ref=$(DEVSERVER_EVAL_LOCK=$stage_lock nix eval --impure --raw \
+				--file "$script_dir/locked-nixpkgs.nix" --apply "$apply_lock_file"); then
 			log "aws CLI not on PATH: building awscli2 from the nixpkgs the host flake pins, $nixpkgs_ref"
 			awscli_out=$(nix build --no-link --print-out-paths "$nixpkgs_ref#awscli2") ||
 				fail 3 "could not build $nixpkgs_ref#awscli2 to read the token"
@@ -335,8 +340,8 @@ phase_done token
 # nightly upgrade still moves to the newest commits of the branches nix/flake.nix names.
 derived_lock=
 if [[ -n $shared_bundle && ! -e $stage_dir/shared/flake.lock && -e $stage_lock ]]; then
-	pins=$(nix eval --impure --raw --file "$script_dir/pushed-flake-lock.nix" \
-		--argstr lockFile "$stage_lock" --argstr input "$shared_input") ||
+	pins=$(DEVSERVER_EVAL_LOCK=$stage_lock DEVSERVER_EVAL_INPUT=$shared_input nix eval --impure --raw \
+		--file "$script_dir/pushed-flake-lock.nix" --apply "$apply_lock_file_input") ||
 		fail 8 "could not read the machine's pins for '$shared_input' from $stage_lock; nothing was changed"
 	if [[ -n $pins ]]; then
 		printf '%s\n' "$pins" >"$stage_dir/shared/flake.lock"

@@ -4,7 +4,8 @@
 # inputs that are new or whose reference changed in nix/flake.nix (Nix keeps a locked input whose
 # original reference is unchanged; src/libflake/flake.cc, computeLocks). Prints "" when the host
 # lock has no such subtree (a first apply): then Nix locks the newest commits.
-# Usage: nix eval --impure --raw --file pushed-flake-lock.nix --argstr lockFile /etc/nixos/flake.lock --argstr input devserver
+# Usage (nix eval never calls a file's function itself, so --apply does):
+#   nix eval --impure --raw --file pushed-flake-lock.nix --apply 'f: f { lockFile = /etc/nixos/flake.lock; input = "devserver"; }'
 {
   lockFile,
   input ? "devserver",
