@@ -111,6 +111,8 @@ def test_readme_first_up_needs_no_repository_and_reaches_up_on_the_first_screen(
         "./scripts/pulumi config set devserver:user",
         "./scripts/pulumi config set devserver:githubUser",
         "./scripts/pulumi config set --path 'devserver:sshAllowedCidrs[0]'",
+        # docs/iam/operator-policy.json refuses iam:CreateRole without the boundary.
+        "./scripts/pulumi config set devserver:permissionsBoundary arn:aws:iam::",
         "./scripts/check alice",
         "./scripts/up alice",
     ]
