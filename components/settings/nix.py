@@ -10,6 +10,9 @@ from components.settings.reader import Context, Reader
 # The NixOS release whose official AMI boots a new machine; the flake in nix/ pins the same one.
 DEFAULT_NIXOS_RELEASE = "26.05"
 RELEASE_RE = re.compile(r"\d{2}\.\d{2}")
+# A pushed nix/ is the host flake's `path:./shared` input: relative path inputs need Nix 2.26
+# (rl-2.26.md), and the image's Nix runs the first switch; 25.05 ships 2.28.
+PUSHED_MIN_RELEASE = "25.05"
 AMI_RE = re.compile(r"ami-[0-9a-f]{8}(?:[0-9a-f]{9})?")
 # A flake reference is pasted into a Nix string and a shell command: allow URL characters only,
 # and a remote scheme Nix knows, so no quote, `$`, backtick, backslash, space or `;` can break out.
@@ -74,9 +77,20 @@ def nixos_release(r: Reader, ctx: Context) -> str | None:
             f'26.1, so write the release in quotes ("26.10")'
         )
         return None
-    return r.text(
+    release = r.text(
         "nixosRelease", RELEASE_RE, allowed, default=DEFAULT_NIXOS_RELEASE, number_ok=True
     )
+    shared = r.source.get("flake")
+    if release is not None and not (shared and shared[0]) and release < PUSHED_MIN_RELEASE:
+        r.fail(
+            r.label("nixosRelease"),
+            release,
+            f"{PUSHED_MIN_RELEASE} or newer while {r.label('flake')} is unset: the pushed nix/ "
+            "is a relative `path:./shared` input, which needs Nix 2.26 or newer on the image; "
+            "set a newer release, or set devserver:flake to a remote flake",
+        )
+        return None
+    return release
 
 
 def ami_id(r: Reader, ctx: Context) -> str | None:

@@ -213,6 +213,17 @@ for dir in /run/wrappers/bin /run/current-system/sw/bin; do
 done
 export PATH
 
+# A pushed nix/ is the relative input `path:./shared`: Nix 2.26 added those (rl-2.26.md), and the
+# image's Nix runs the first switch (devserver:nixosRelease 25.05 or newer ships 2.28).
+if [[ -n $shared_bundle ]]; then
+	nix_version=$(nix --version) || fail 1 "nix --version failed; nothing was changed"
+	log "$nix_version"
+	if [[ ! $nix_version =~ ([0-9]+)\.([0-9]+) ]] ||
+		((BASH_REMATCH[1] < 2 || (BASH_REMATCH[1] == 2 && BASH_REMATCH[2] < 26))); then
+		fail 1 "the pushed nix/ (path:./shared) needs Nix 2.26 or newer on the machine, which has '$nix_version': boot a NixOS 25.05 or newer image (devserver:nixosRelease, devserver:amiId) or set devserver:flake; nothing was changed"
+	fi
+fi
+
 umask 077
 # 0755 like the token unit's tmpfiles rule: files inside stay 0400, non-root nix can still stat them.
 [[ -d $run_dir ]] || install -d -m 0755 -- "$run_dir"

@@ -139,6 +139,7 @@ exec /usr/bin/getent "$@"
 echo "nix $*" >> "$FAKE_CALLS"
 case "$1 ${2:-}" in
 "show-config "*) exec "$FAKE_REAL_NIX" "$@" ;;
+"--version ") echo "nix (Nix) ${FAKE_NIX_VERSION:-2.28.3}" ;;
 "flake update")
   [[ ${FAKE_NIX_UPDATE_EXIT:-0} == 0 ]] || { echo "error: fake update failure" >&2; exit 1; }
   # What a pushed shared flake looks like when Nix re-locks it (its lock is read then).
@@ -944,6 +945,23 @@ def test_a_pushed_flake_is_unpacked_locked_on_the_machines_pins_and_installed_wh
     assert not (installed / "flake.lock").exists(), "the derived lock is not installed"
     assert not (machine.stage / "shared" / "flake.lock").exists()
     assert not list(machine.etc_nixos.glob(".shared*")), "no temporary directory is left"
+
+
+def test_a_pushed_flake_on_a_nix_older_than_2_26_stops_before_anything_changes(
+    machine: Machine,
+) -> None:
+    # Relative `path:` inputs arrived in Nix 2.26 (rl-2.26.md); 2.24 cannot lock path:./shared.
+    bundle = _bundle(machine, {"flake.nix": "{ }\n"})
+
+    result = machine.apply(
+        *full_args(machine), "--shared-bundle", str(bundle), FAKE_NIX_VERSION="2.24.14"
+    )
+
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "needs Nix 2.26 or newer" in last and "2.24.14" in last, last
+    assert "devserver:nixosRelease" in last and "devserver:flake" in last, last
+    assert not [c for c in machine.calls() if c.startswith(("nix flake", "nixos-rebuild"))]
 
 
 def test_a_pushed_flake_with_its_own_lock_is_locked_on_that_lock(machine: Machine) -> None:
