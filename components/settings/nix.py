@@ -113,7 +113,8 @@ KEYS = (
         "copy that directory into the world-readable store as root, and a registry id "
         "(`flake:x`, `nixpkgs`) may resolve to one. A private `github:` one is read with "
         "`devserver:githubToken` (Nix uses access-tokens in its github: fetcher only; a private "
-        "`git+https:` or `git+ssh:` one fails to fetch). docs/team-use.md compares the two modes (locking, what "
+        "`git+https:` or `git+ssh:` one fails to fetch). docs/team-use.md compares the two "
+        "modes (locking, what "
         "`pulumi preview` shows, what the nightly upgrade follows).",
     ),
     Key(
@@ -126,7 +127,8 @@ KEYS = (
         "after the shared ones. Remote references only, like flake.",
         default="",
         details="The same rules as `devserver:flake` (remote, URL characters only; a private "
-        "`github:` one is read with `devserver:githubToken`, other schemes get no token). Its `nixpkgs` input follows the machine's. A "
+        "`github:` one is read with `devserver:githubToken`, other schemes get no token). "
+        "Its `nixpkgs` input follows the machine's. A "
         "deployment and the nightly upgrade refresh it with the shared flake. "
         "examples/personal-flake is a start; docs/customising.md shows what goes in it.",
     ),
