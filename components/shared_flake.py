@@ -96,7 +96,10 @@ def _walked_files(repo: Path) -> list[str]:
     found = []
     for path in sorted((repo / PUSHED_DIR).rglob("*")):
         rel = path.relative_to(repo)
-        if any(part.startswith(".") or part.startswith("result") for part in rel.parts):
+        if any(
+            part.startswith(".") or part == "result" or part.startswith("result-")
+            for part in rel.parts
+        ):
             continue
         if path.is_file() and not path.is_symlink():
             found.append(rel.as_posix())

@@ -262,7 +262,20 @@ def check(stack: str, root: Path = ROOT) -> tuple[int, str]:
         found = problems_of(run.error)
         lines = [f"scripts/check: Pulumi.{stack}.yaml: {len(found)} problem(s), nothing created:"]
         return 1, "\n".join([*lines, *(f"  - {p}" for p in found)])
-    return 0, plan_text(stack, run, region)
+    return 0, "\n".join([plan_text(stack, run, region), *warnings_of(config)])
+
+
+def warnings_of(config: dict[str, Any]) -> list[str]:
+    """What the program allows but the shipped IAM policies refuse (an admin may mean it)."""
+    if config.get(f"{NAMESPACE}:permissionsBoundary"):
+        return []
+    return [
+        f"WARNING: {NAMESPACE}:permissionsBoundary is unset: the roles get no permissions "
+        "boundary, and an identity with docs/iam/operator-policy.json (or the developer "
+        "policy) is refused iam:CreateRole by AWS halfway through `pulumi up`. Create the "
+        "boundary once per account and set its ARN (arn:aws:iam::<account>:policy/"
+        "devserver-boundary; docs/security.md), or ignore this with an admin identity."
+    ]
 
 
 def main(argv: list[str]) -> int:

@@ -18,6 +18,7 @@ config:
   devserver:githubUser: alice-gh
   devserver:sshAllowedCidrs:
     - 198.51.100.23/32
+  devserver:permissionsBoundary: arn:aws:iam::123456789012:policy/devserver-boundary
 """
 THREE_MISTAKES = """\
 config:
@@ -58,6 +59,23 @@ def test_a_fresh_stack_without_a_flake_plans_a_server_that_pushes_this_checkouts
     assert "shared flake   this checkout's nix/, pushed by the deployment" in text, text
     assert "personal flake none" in text, text
     assert "$3.65/month for the Elastic IP" in text, text
+
+
+def test_a_fresh_stack_is_warned_that_the_shipped_policies_need_the_permissions_boundary(
+    check_script: ModuleType, tmp_path: Path
+) -> None:
+    # docs/iam/operator-policy.json allows iam:CreateRole only with the devserver-boundary.
+    unbounded = FRESH_STACK.replace("  devserver:permissionsBoundary:", "  # was:")
+    (tmp_path / "Pulumi.admin.yaml").write_text(unbounded)
+    (tmp_path / "Pulumi.bounded.yaml").write_text(FRESH_STACK)
+
+    code, text = check_script.check("admin", root=tmp_path)
+    bounded_code, bounded = check_script.check("bounded", root=tmp_path)
+
+    assert code == 0, "an admin may leave it unset"
+    assert "WARNING: devserver:permissionsBoundary is unset" in text, text
+    assert "iam:CreateRole" in text and "docs/security.md" in text, text
+    assert bounded_code == 0 and "WARNING" not in bounded, bounded
 
 
 def test_a_stack_with_three_mistakes_fails_naming_all_three(

@@ -371,7 +371,13 @@ REFUSED: list[tuple[str, list[Value]]] = [
                 fleet(
                     {**ALICE, "subnetId": "subnet-0f0f0f0f"},
                     {**BOB, "amiId": "ami-0ffffffffffffffff"},
-                    {**ALICE, "name": "carol", "user": "carol", "nixosRelease": "19.03"},
+                    {
+                        **ALICE,
+                        "name": "carol",
+                        "user": "carol",
+                        "nixosRelease": "19.03",
+                        "flake": "github:acme/infra?dir=nix",
+                    },
                 ),
                 (
                     "devserver:servers[0].subnetId",

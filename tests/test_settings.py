@@ -200,8 +200,15 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], str]] = [
         "devserver:nixosRelease must be a NixOS release like 26.05",
     ),
     (
+        "pushed nix/ on a release whose Nix is older than 2.26",
+        {"devserver:nixosRelease": "24.11", "devserver:flake": ""},
+        "devserver:nixosRelease must be 25.05 or newer while devserver:flake is unset: the pushed "
+        "nix/ is a relative `path:./shared` input, which needs Nix 2.26 or newer on the image; "
+        "set a newer release, or set devserver:flake to a remote flake, got '24.11'",
+    ),
+    (
         "release unknown",
-        {"devserver:nixosRelease": "19.03"},
+        {"devserver:nixosRelease": "19.03", "devserver:flake": "github:acme/infra?dir=nix"},
         "devserver:nixosRelease '19.03' has no current official NixOS AMI for x86_64",
     ),
     (

@@ -209,3 +209,15 @@ def test_a_pushed_flake_without_a_lock_starts_from_the_pins_the_machine_has(
 def test_a_first_apply_has_no_pins_to_keep(tmp_path: Path) -> None:
     lock = {"version": 7, "root": "root", "nodes": {"root": {"inputs": {}}}}
     assert _pins(lock, tmp_path) == ""
+
+
+def test_a_checkout_without_git_skips_build_results_but_not_files_named_like_them(
+    tmp_path: Path,
+) -> None:
+    from components.shared_flake import _walked_files
+
+    for rel in ("nix/flake.nix", "nix/modules/results.nix", "nix/result/x", "nix/result-man/y"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("{ }\n")
+
+    assert _walked_files(tmp_path) == ["nix/flake.nix", "nix/modules/results.nix"]

@@ -10,6 +10,9 @@ from components.settings.reader import Context, Reader
 # The NixOS release whose official AMI boots a new machine; the flake in nix/ pins the same one.
 DEFAULT_NIXOS_RELEASE = "26.05"
 RELEASE_RE = re.compile(r"\d{2}\.\d{2}")
+# A pushed nix/ is the host flake's `path:./shared` input: relative path inputs need Nix 2.26
+# (rl-2.26.md), and the image's Nix runs the first switch; 25.05 ships 2.28.
+PUSHED_MIN_RELEASE = "25.05"
 AMI_RE = re.compile(r"ami-[0-9a-f]{8}(?:[0-9a-f]{9})?")
 # A flake reference is pasted into a Nix string and a shell command: allow URL characters only,
 # and a remote scheme Nix knows, so no quote, `$`, backtick, backslash, space or `;` can break out.
@@ -74,9 +77,20 @@ def nixos_release(r: Reader, ctx: Context) -> str | None:
             f'26.1, so write the release in quotes ("26.10")'
         )
         return None
-    return r.text(
+    release = r.text(
         "nixosRelease", RELEASE_RE, allowed, default=DEFAULT_NIXOS_RELEASE, number_ok=True
     )
+    shared = r.source.get("flake")
+    if release is not None and not (shared and shared[0]) and release < PUSHED_MIN_RELEASE:
+        r.fail(
+            r.label("nixosRelease"),
+            release,
+            f"{PUSHED_MIN_RELEASE} or newer while {r.label('flake')} is unset: the pushed nix/ "
+            "is a relative `path:./shared` input, which needs Nix 2.26 or newer on the image; "
+            "set a newer release, or set devserver:flake to a remote flake",
+        )
+        return None
+    return release
 
 
 def ami_id(r: Reader, ctx: Context) -> str | None:
@@ -97,8 +111,10 @@ KEYS = (
         details="URL characters only; the remote schemes are `github:`, `gitlab:`, `sourcehut:`, "
         "`git+https:`, `git+ssh:`, `https:`, `tarball+https:`. A local reference would have Nix "
         "copy that directory into the world-readable store as root, and a registry id "
-        "(`flake:x`, `nixpkgs`) may resolve to one. A private one is read with "
-        "`devserver:githubToken`. docs/team-use.md compares the two modes (locking, what "
+        "(`flake:x`, `nixpkgs`) may resolve to one. A private `github:` one is read with "
+        "`devserver:githubToken` (Nix uses access-tokens in its github: fetcher only; a private "
+        "`git+https:` or `git+ssh:` one fails to fetch). docs/team-use.md compares the two "
+        "modes (locking, what "
         "`pulumi preview` shows, what the nightly upgrade follows).",
     ),
     Key(
@@ -110,8 +126,9 @@ KEYS = (
         "nixosModules.default and homeManagerModules.default (whichever exist) are imported "
         "after the shared ones. Remote references only, like flake.",
         default="",
-        details="The same rules as `devserver:flake` (remote, URL characters only; a private one "
-        "is read with `devserver:githubToken`). Its `nixpkgs` input follows the machine's. A "
+        details="The same rules as `devserver:flake` (remote, URL characters only; a private "
+        "`github:` one is read with `devserver:githubToken`, other schemes get no token). "
+        "Its `nixpkgs` input follows the machine's. A "
         "deployment and the nightly upgrade refresh it with the shared flake. "
         "examples/personal-flake is a start; docs/customising.md shows what goes in it.",
     ),

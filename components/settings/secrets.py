@@ -123,7 +123,8 @@ KEYS = (
         "string",
         STACK,
         github_token,
-        "Read-only GitHub token for private flakes, kept in Secrets Manager and read by the "
+        "Read-only GitHub token for private `github:` flakes, kept in Secrets Manager and read "
+        "by the "
         "machine's own role (pulumi config set --secret ...). The token alone: spaces or a "
         "newline are refused, not trimmed.",
         default="",

@@ -85,6 +85,10 @@ deploy_conf=$run_dir/nix-deploy.conf
 # only after a verified switch.
 readonly flake_files=(flake.nix machine.json flake.lock)
 stage_lock=$stage_dir/flake.lock
+# `nix eval --file F --argstr ...` never calls F's top-level function (src/nix/eval.cc: AutoCall::No),
+# so --apply calls it; the values travel in the environment, never spliced into Nix code.
+readonly apply_lock_file='f: f { lockFile = builtins.getEnv "DEVSERVER_EVAL_LOCK"; }'
+readonly apply_lock_file_input='f: f { lockFile = builtins.getEnv "DEVSERVER_EVAL_LOCK"; input = builtins.getEnv "DEVSERVER_EVAL_INPUT"; }'
 
 log() {
 	printf '[%s] %s\n' "$prog" "$*" >&2
@@ -209,6 +213,17 @@ for dir in /run/wrappers/bin /run/current-system/sw/bin; do
 done
 export PATH
 
+# A pushed nix/ is the relative input `path:./shared`: Nix 2.26 added those (rl-2.26.md), and the
+# image's Nix runs the first switch (devserver:nixosRelease 25.05 or newer ships 2.28).
+if [[ -n $shared_bundle ]]; then
+	nix_version=$(nix --version) || fail 1 "nix --version failed; nothing was changed"
+	log "$nix_version"
+	if [[ ! $nix_version =~ ([0-9]+)\.([0-9]+) ]] ||
+		((BASH_REMATCH[1] < 2 || (BASH_REMATCH[1] == 2 && BASH_REMATCH[2] < 26))); then
+		fail 1 "the pushed nix/ (path:./shared) needs Nix 2.26 or newer on the machine, which has '$nix_version': boot a NixOS 25.05 or newer image (devserver:nixosRelease, devserver:amiId) or set devserver:flake; nothing was changed"
+	fi
+fi
+
 umask 077
 # 0755 like the token unit's tmpfiles rule: files inside stay 0400, non-root nix can still stat them.
 [[ -d $run_dir ]] || install -d -m 0755 -- "$run_dir"
@@ -303,7 +318,8 @@ if [[ -n $secret_id ]]; then
 		# the host flake: a private shared input cannot be locked before the token is here.
 		awscli_out=
 		if [[ -e $stage_lock ]] &&
-			nixpkgs_ref=$(nix eval --impure --raw --file "$script_dir/locked-nixpkgs.nix" --argstr lockFile "$stage_lock"); then
+			nixpkgs_ref=$(DEVSERVER_EVAL_LOCK=$stage_lock nix eval --impure --raw \
+				--file "$script_dir/locked-nixpkgs.nix" --apply "$apply_lock_file"); then
 			log "aws CLI not on PATH: building awscli2 from the nixpkgs the host flake pins, $nixpkgs_ref"
 			awscli_out=$(nix build --no-link --print-out-paths "$nixpkgs_ref#awscli2") ||
 				fail 3 "could not build $nixpkgs_ref#awscli2 to read the token"
@@ -335,8 +351,8 @@ phase_done token
 # nightly upgrade still moves to the newest commits of the branches nix/flake.nix names.
 derived_lock=
 if [[ -n $shared_bundle && ! -e $stage_dir/shared/flake.lock && -e $stage_lock ]]; then
-	pins=$(nix eval --impure --raw --file "$script_dir/pushed-flake-lock.nix" \
-		--argstr lockFile "$stage_lock" --argstr input "$shared_input") ||
+	pins=$(DEVSERVER_EVAL_LOCK=$stage_lock DEVSERVER_EVAL_INPUT=$shared_input nix eval --impure --raw \
+		--file "$script_dir/pushed-flake-lock.nix" --apply "$apply_lock_file_input") ||
 		fail 8 "could not read the machine's pins for '$shared_input' from $stage_lock; nothing was changed"
 	if [[ -n $pins ]]; then
 		printf '%s\n' "$pins" >"$stage_dir/shared/flake.lock"

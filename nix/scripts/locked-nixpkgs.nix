@@ -1,7 +1,8 @@
 # The flake reference of the nixpkgs a host flake's flake.lock pins for its `nixpkgs` input
 # (following `follows` paths such as [ "devserver" "nixpkgs" ]). apply-flake.sh builds awscli2 from it,
 # so the token fetch uses the host's own pinned nixpkgs, never the global registry's.
-# Usage: nix eval --impure --raw --file locked-nixpkgs.nix --argstr lockFile /etc/nixos/flake.lock
+# Usage (nix eval never calls a file's function itself, so --apply does):
+#   nix eval --impure --raw --file locked-nixpkgs.nix --apply 'f: f { lockFile = /etc/nixos/flake.lock; }'
 { lockFile }:
 let
   lock = builtins.fromJSON (builtins.readFile lockFile);

@@ -4,7 +4,8 @@
 # inputs that are new or whose reference changed in nix/flake.nix (Nix keeps a locked input whose
 # original reference is unchanged; src/libflake/flake.cc, computeLocks). Prints "" when the host
 # lock has no such subtree (a first apply): then Nix locks the newest commits.
-# Usage: nix eval --impure --raw --file pushed-flake-lock.nix --argstr lockFile /etc/nixos/flake.lock --argstr input devserver
+# Usage (nix eval never calls a file's function itself, so --apply does):
+#   nix eval --impure --raw --file pushed-flake-lock.nix --apply 'f: f { lockFile = /etc/nixos/flake.lock; input = "devserver"; }'
 {
   lockFile,
   input ? "devserver",
@@ -13,7 +14,10 @@ let
   lock = builtins.fromJSON (builtins.readFile lockFile);
   start = lock.nodes.${lock.root}.inputs.${input} or null;
   # Follows paths start at the lock's root (lockfile.cc): inside the subtree they start with the
-  # input's name, which goes; one that points elsewhere in the host is dropped, so Nix locks it again.
+  # input's name, which goes. One that points elsewhere in the host is dropped, and Nix does NOT
+  # lock it again: a kept node gets only the inputs its old lock names (computeLocks' fakeInputs,
+  # src/libflake/flake.cc @ 88b09c64). The host flake never overrides devserver's inputs, so
+  # no such follows exists today.
   rewrite =
     inputs:
     builtins.listToAttrs (

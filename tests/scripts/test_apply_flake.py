@@ -139,20 +139,18 @@ exec /usr/bin/getent "$@"
 echo "nix $*" >> "$FAKE_CALLS"
 case "$1 ${2:-}" in
 "show-config "*) exec "$FAKE_REAL_NIX" "$@" ;;
+"--version ") echo "nix (Nix) ${FAKE_NIX_VERSION:-2.28.3}" ;;
 "flake update")
   [[ ${FAKE_NIX_UPDATE_EXIT:-0} == 0 ]] || { echo "error: fake update failure" >&2; exit 1; }
   # What a pushed shared flake looks like when Nix re-locks it (its lock is read then).
   if [[ -e $5/shared/flake.lock ]]; then cp "$5/shared/flake.lock" "$FAKE_RECORD/shared.lock"; fi
   if [[ -e $5/shared/flake.nix ]]; then cp "$5/shared/flake.nix" "$FAKE_RECORD/shared.flake.nix"; fi
   printf '%s\n' '{"version": 7, "note": "shared input updated"}' > "$5/flake.lock" ;;
-"eval --impure")
-  # pushed-flake-lock.nix is plain Nix: the real evaluator runs it (Nix 2.8 has no --raw).
-  if [[ $* == *pushed-flake-lock.nix* ]]; then
-    nix-instantiate --eval --strict --json "$5" --argstr lockFile "$8" --argstr input "${11}" |
-      python3 -c 'import json, sys; sys.stdout.write(json.load(sys.stdin))'
-    exit
-  fi
-  echo -n "$FAKE_LOCKED_NIXPKGS" ;;
+"eval "*)
+  # The real `nix eval` runs: it never calls a --file's top-level function with --arg/--argstr
+  # (src/nix/eval.cc@88b09c64fb: toValue(AutoCall::No)), so --raw on one fails "cannot coerce
+  # a function to a string", as on the machine.
+  exec "$FAKE_REAL_NIX" --extra-experimental-features nix-command "$@" ;;
 "build --no-link")
   [[ ${FAKE_NIX_BUILD_EXIT:-0} == 0 ]] || { echo "error: fake build failure" >&2; exit 1; }
   echo "$FAKE_AWSCLI_OUT" ;;
@@ -326,7 +324,6 @@ def make_machine(tmp_path: Path) -> Machine:
         "FAKE_USER_UID": str(USER_UID),
         "FAKE_USER_HOME": str(user_home),
         "FAKE_KEYS_COMMAND": GOOD_KEYS_COMMAND,
-        "FAKE_LOCKED_NIXPKGS": LOCKED_NIXPKGS,
         "FAKE_REAL_NIX": shutil.which("nix") or "/nonexistent/nix",
     }
     m.lock_file.write_text(OLD_LOCK)
@@ -611,6 +608,7 @@ def _without_aws_cli(machine: Machine) -> Path:
 
 def test_missing_aws_cli_is_built_from_the_host_flakes_locked_nixpkgs(machine: Machine) -> None:
     awscli = _without_aws_cli(machine)
+    machine.lock_file.write_text(json.dumps(PINNED_HOST_LOCK))
 
     result = machine.apply(
         *full_args(machine),
@@ -622,8 +620,7 @@ def test_missing_aws_cli_is_built_from_the_host_flakes_locked_nixpkgs(machine: M
     assert result.returncode == 0, result.stderr
     calls = machine.calls()
     locked = APPLY_SCRIPT.parent / "locked-nixpkgs.nix"
-    staged_lock = machine.stage / "flake.lock"
-    assert f"nix eval --impure --raw --file {locked} --argstr lockFile {staged_lock}" in calls
+    assert [c for c in calls if c.startswith(f"nix eval --impure --raw --file {locked} ")], calls
     assert f"nix build --no-link --print-out-paths {LOCKED_NIXPKGS}#awscli2" in calls
     assert not [c for c in calls if "nixpkgs#awscli2" in c], "never the global registry's nixpkgs"
     assert f"aws at {awscli / 'bin' / 'aws'}" in calls
@@ -948,6 +945,23 @@ def test_a_pushed_flake_is_unpacked_locked_on_the_machines_pins_and_installed_wh
     assert not (installed / "flake.lock").exists(), "the derived lock is not installed"
     assert not (machine.stage / "shared" / "flake.lock").exists()
     assert not list(machine.etc_nixos.glob(".shared*")), "no temporary directory is left"
+
+
+def test_a_pushed_flake_on_a_nix_older_than_2_26_stops_before_anything_changes(
+    machine: Machine,
+) -> None:
+    # Relative `path:` inputs arrived in Nix 2.26 (rl-2.26.md); 2.24 cannot lock path:./shared.
+    bundle = _bundle(machine, {"flake.nix": "{ }\n"})
+
+    result = machine.apply(
+        *full_args(machine), "--shared-bundle", str(bundle), FAKE_NIX_VERSION="2.24.14"
+    )
+
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "needs Nix 2.26 or newer" in last and "2.24.14" in last, last
+    assert "devserver:nixosRelease" in last and "devserver:flake" in last, last
+    assert not [c for c in machine.calls() if c.startswith(("nix flake", "nixos-rebuild"))]
 
 
 def test_a_pushed_flake_with_its_own_lock_is_locked_on_that_lock(machine: Machine) -> None:
