@@ -546,3 +546,17 @@ def test_a_fleets_snapshot_role_and_policy_are_owned_by_the_stack(
     run = program({"devserver:servers": [alice, bob]})
     for name in ("home-snapshots-role", "home-snapshots-policy"):
         assert run.named(name).inputs["tags"]["devserver:owner"] == STACK_OWNER, name
+
+
+def test_tagging_a_foreign_resource_after_creation_makes_it_nobodys_to_take() -> None:
+    """A purpose tag added later would put a prod instance or key pair under the program's scope."""
+    prod = INSTANCE(ACCOUNT, "prod")
+    purpose = {
+        **principal("alice"),
+        "aws:RequestTag/devserver:purpose": "devserver",
+        "aws:TagKeys": ["devserver:purpose"],
+    }
+    assert decide(Request("ec2:CreateTags", prod, purpose), OPERATOR) != "Allow"
+    assert decide(Request("ec2:CreateTags", SG, purpose), DEVELOPER) != "Allow"
+    created = {**purpose, "ec2:CreateAction": "RunInstances"}
+    assert decide(Request("ec2:CreateTags", prod, created), OPERATOR) == "Allow", "tag on create"
