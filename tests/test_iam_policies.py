@@ -560,3 +560,29 @@ def test_tagging_a_foreign_resource_after_creation_makes_it_nobodys_to_take() ->
     assert decide(Request("ec2:CreateTags", SG, purpose), DEVELOPER) != "Allow"
     created = {**purpose, "ec2:CreateAction": "RunInstances"}
     assert decide(Request("ec2:CreateTags", prod, created), OPERATOR) == "Allow", "tag on create"
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        "ec2:AuthorizeSecurityGroupIngress",
+        "ec2:RevokeSecurityGroupEgress",
+        "ec2:ModifySecurityGroupRules",
+    ],
+)
+def test_a_developer_changes_rules_of_their_own_security_group_only(action: str) -> None:
+    me = principal("alice")
+    assert decide(Request(action, SG, {**me, **owned("alice")}), DEVELOPER) == "Allow"
+    assert decide(Request(action, SG, {**me, **owned("bob")}), DEVELOPER) != "Allow"
+    assert decide(Request(action, SG, me), DEVELOPER) != "Allow", "another workload's group"
+
+
+@pytest.mark.parametrize(
+    "action", ["ec2:ReleaseAddress", "ec2:DisassociateAddress", "ec2:AssociateAddress"]
+)
+def test_a_developer_moves_or_releases_their_own_elastic_ip_only(action: str) -> None:
+    eip = f"arn:aws:ec2:eu-west-1:{ACCOUNT}:elastic-ip/eipalloc-0a1b2c3"
+    me = principal("alice")
+    assert decide(Request(action, eip, {**me, **owned("alice")}), DEVELOPER) == "Allow"
+    assert decide(Request(action, eip, {**me, **owned("bob")}), DEVELOPER) != "Allow"
+    assert decide(Request(action, eip, me), DEVELOPER) != "Allow"
