@@ -464,6 +464,13 @@ STACK_OWNED = {"devserver:purpose": "devserver", "devserver:owner": STACK_OWNER}
         ([("start", SIGNING_KEY, {}),
           ("secretsmanager:CreateSecret", SIGNING_KEY, {"devserver:owner": "alice"})],
          "squat the signing key's name"),
+        # Ownerless pieces a stack made before the reserved owner: created, so never claimable.
+        ([("start", WRITER_ROLE, {"devserver:purpose": "devserver"}),
+          ("iam:TagRole", WRITER_ROLE, {"devserver:owner": "alice", "devserver:purpose": "devserver"}),
+          ("iam:UpdateAssumeRolePolicy", WRITER_ROLE, None)], "claim an ownerless writer role"),
+        ([("start", DLM_POLICY, {"devserver:purpose": "devserver"}),
+          ("dlm:TagResource", DLM_POLICY, {"devserver:owner": "alice"}),
+          ("dlm:DeleteLifecyclePolicy", DLM_POLICY, None)], "claim an ownerless DLM policy"),
         # And the stack-owned things directly, without any tag change.
         ([("start", SIGNING_KEY, STACK_OWNED),
           ("secretsmanager:GetSecretValue", SIGNING_KEY, None)], "read the signing key"),
