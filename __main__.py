@@ -31,7 +31,7 @@ if any(s.binary_cache is not None and s.binary_cache.own for s in stack.servers)
         BinaryCacheArgs(
             stack.stack,
             stack.region,
-            stack.tags,
+            stack.stack_owned_tags,
             writer_repository=stack.binary_cache_writer_repository,
             permissions_boundary=stack.permissions_boundary,
         ),
@@ -46,7 +46,7 @@ if stack.snapshots:
             retention_days=stack.snapshot_retention_days,
             # A one-server stack's snapshot role is its developer's: the boundary lets an owner-
             # tagged role snapshot only that owner's volumes (docs/security.md).
-            tags=stack.tags
+            tags=stack.stack_owned_tags
             if stack.fleet
             else {**stack.tags, "devserver:owner": stack.servers[0].user},
             target_tags=home_target_tag(stack.stack),

@@ -202,7 +202,7 @@ class BinaryCache(pulumi.ComponentResource):
                     lambda f: github_oidc_trust_policy(f[4], repository, f[1])
                 ),
                 description=f"GitHub Actions of {repository} (main) push to the binary cache",
-                # The stack's tags (no owner: the boundary lets only ownerless roles push).
+                # Owned by the stack (=stack): the boundary lets only such roles push.
                 tags=args.tags,
                 path=ROLE_PATH,
                 permissions_boundary=args.permissions_boundary,

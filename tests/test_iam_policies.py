@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from components.settings import USER_RE
+from components.settings.model import STACK_OWNER
 from tests.iam_eval import Request, allowed, decide
 from tests.program import FAKE_TOKEN, ROOT, ProgramRun
 from tests.program_actions import ACTIONS, NOT_AWS, is_invoke, registered_types
@@ -43,6 +45,12 @@ def owned(owner: str) -> dict[str, str]:
     }
 
 
+# A stack-level role (CI writer, fleet snapshot role): the reserved owner STACK_OWNER.
+STACK_ROLE = {
+    "aws:PrincipalAccount": ACCOUNT,
+    "aws:PrincipalTag/devserver:owner": STACK_OWNER,
+    "aws:PrincipalTag/devserver:purpose": "devserver",
+}
 OPERATOR = [policy("operator-policy.json")]
 DEVELOPER = [policy("developer-policy.json")]
 PURPOSE = {"aws:RequestTag/devserver:purpose": "devserver"}
@@ -168,8 +176,8 @@ def test_the_boundary_caps_a_role_that_trusts_its_creator() -> None:
         decide(Request("ssm:UpdateInstanceInformation", "*", alice_role), everything, boundary)
         != "Allow"
     )
-    # A fleet's snapshot role has no owner tag; a developer can never create such a role.
-    fleet = {"aws:PrincipalAccount": ACCOUNT, "aws:PrincipalTag/devserver:purpose": "devserver"}
+    # A fleet's snapshot role is owned by the stack (=stack); a developer can never create one.
+    fleet = {**STACK_ROLE}
     assert (
         decide(
             Request(snapshot, VOLUME(ACCOUNT, "bob"), {**fleet, **owned("bob")}),
@@ -323,12 +331,12 @@ def test_the_agents_actions_are_scoped_by_the_condition_key_aws_offers(
 
 CACHE_OBJECT = "arn:aws:s3:::devserver-cache-20261203abc/nar/0abc.nar.zst"
 SIGNING_KEY = f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:devserver/team/binary-cache-signing-key-Ab12Cd"
-# The CI writer role: the stack's tags only, no owner (components/binary_cache.py).
-WRITER = {"aws:PrincipalAccount": ACCOUNT, "aws:PrincipalTag/devserver:purpose": "devserver"}
+# The CI writer role: owned by the stack, an owner no login can have (components/binary_cache.py).
+WRITER = {**STACK_ROLE}
 EVERYTHING = [{"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}]
 
 
-def test_the_boundary_lets_machines_read_caches_and_only_the_ownerless_writer_push() -> None:
+def test_the_boundary_lets_machines_read_caches_and_only_the_stack_owned_writer_push() -> None:
     boundary = policy("devserver-boundary.json")
     alice = principal("alice")
 
@@ -349,9 +357,14 @@ def test_the_boundary_lets_machines_read_caches_and_only_the_ownerless_writer_pu
     )
 
 
-def test_only_the_operator_creates_the_ownerless_writer_role() -> None:
+def test_only_the_operator_creates_the_stack_owned_writer_role() -> None:
     writer_role = f"arn:aws:iam::{ACCOUNT}:role/devserver/binary-cache-writer-0a1b2c3"
-    create = {**principal("alice"), **PURPOSE, "iam:PermissionsBoundary": BOUNDARY}
+    create = {
+        **principal("alice"),
+        **PURPOSE,
+        "iam:PermissionsBoundary": BOUNDARY,
+        "aws:RequestTag/devserver:owner": STACK_OWNER,
+    }
     assert decide(Request("iam:CreateRole", writer_role, create), OPERATOR) == "Allow"
     assert decide(Request("iam:CreateRole", writer_role, create), DEVELOPER) != "Allow"
 
@@ -372,4 +385,211 @@ def test_the_cache_writer_role_carries_the_boundary_under_its_own_path(
         assert role.inputs.get("permissionsBoundary") == BOUNDARY, role.name
         assert role.inputs.get("path") == "/devserver/", role.name
     (writer,) = [r for r in roles if r.name == "binary-cache-writer"]
-    assert "devserver:owner" not in writer.inputs["tags"], "the boundary lets ownerless roles push"
+    assert writer.inputs["tags"]["devserver:owner"] == STACK_OWNER, "only stack-owned roles push"
+    (key,) = run.of_type("aws:secretsmanager/secret:Secret")
+    assert key.inputs["tags"]["devserver:owner"] == STACK_OWNER, "a developer cannot claim it"
+
+
+# --- Chained requests: a developer changes tags, then acts on what the change would give. ---
+
+WRITER_ROLE = f"arn:aws:iam::{ACCOUNT}:role/devserver/binary-cache-writer-0a1b2c3"
+DLM_POLICY = f"arn:aws:dlm:eu-west-1:{ACCOUNT}:policy/policy-0a1b2c3"
+SG = f"arn:aws:ec2:eu-west-1:{ACCOUNT}:security-group/sg-0a1b2c3"
+
+
+def tag_context(tags: dict[str, str]) -> dict[str, str]:
+    return {f"aws:ResourceTag/{k}": v for k, v in tags.items()}
+
+
+def chain(steps: list[tuple[str, str, dict[str, str] | list[str] | None]]) -> list[str]:
+    """Run tag changes then an act as alice under the developer policy, each on the tags the
+    resource has after the steps before; returns the actions that were allowed, in order, up to
+    the first refusal (a refused step leaves the tags as they were)."""
+    tags: dict[str, str] = {}
+    done: list[str] = []
+    for action, resource, change in steps:
+        if action == "start":
+            assert isinstance(change, dict)
+            tags = dict(change)
+            continue
+        context: dict[str, Any] = {**principal("alice"), **tag_context(tags)}
+        if isinstance(change, dict):  # tag: keys and values
+            context |= {f"aws:RequestTag/{k}": v for k, v in change.items()}
+            context["aws:TagKeys"] = list(change)
+        elif isinstance(change, list):  # untag: keys only
+            context["aws:TagKeys"] = change
+        if decide(Request(action, resource, context), DEVELOPER) != "Allow":
+            return done
+        done.append(action)
+        if isinstance(change, dict):
+            tags |= change
+        elif isinstance(change, list):
+            tags = {k: v for k, v in tags.items() if k not in change}
+    return done
+
+
+STACK_OWNED = {"devserver:purpose": "devserver", "devserver:owner": STACK_OWNER}
+
+
+@pytest.mark.parametrize(
+    ("steps", "what"),
+    [
+        # Untag then act: her own role made ownerless would pass the old boundary as the writer.
+        ([("start", ROLE, owned_tags := {"devserver:purpose": "devserver", "devserver:owner": "alice"}),
+          ("iam:UntagRole", ROLE, ["devserver:owner"]),
+          ("iam:UpdateAssumeRolePolicy", ROLE, None)], "make her role ownerless"),
+        ([("start", ROLE.replace("role/", "instance-profile/"), owned_tags),
+          ("iam:UntagInstanceProfile", ROLE.replace("role/", "instance-profile/"), ["devserver:owner"])],
+         "make her instance profile ownerless"),
+        ([("start", SECRET.format("alice"), owned_tags),
+          ("secretsmanager:UntagResource", SECRET.format("alice"), ["devserver:owner"])], "make her secret ownerless"),
+        ([("start", DLM_POLICY, owned_tags),
+          ("dlm:UntagResource", DLM_POLICY, ["devserver:owner"])], "make her DLM policy ownerless"),
+        ([("start", VOLUME(ACCOUNT, "alice"), owned_tags),
+          ("ec2:DeleteTags", VOLUME(ACCOUNT, "alice"), None)], "delete every tag of her volume"),
+        # Tag then act: claim a stack-owned writer role, signing key or DLM policy.
+        ([("start", WRITER_ROLE, STACK_OWNED),
+          ("iam:TagRole", WRITER_ROLE, {"devserver:owner": "alice", "devserver:purpose": "devserver"}),
+          ("iam:UpdateAssumeRolePolicy", WRITER_ROLE, None)], "claim the CI writer role"),
+        ([("start", SIGNING_KEY, STACK_OWNED),
+          ("secretsmanager:TagResource", SIGNING_KEY, {"devserver:owner": "alice"}),
+          ("secretsmanager:GetSecretValue", SIGNING_KEY, None)], "claim the signing key"),
+        ([("start", DLM_POLICY, STACK_OWNED),
+          ("dlm:TagResource", DLM_POLICY, {"devserver:owner": "alice"}),
+          ("dlm:DeleteLifecyclePolicy", DLM_POLICY, None)], "claim the fleet's DLM policy"),
+        # An ownerless signing key (a stack made before the reserved owner): not a token secret.
+        ([("start", SIGNING_KEY, {"devserver:purpose": "devserver"}),
+          ("secretsmanager:TagResource", SIGNING_KEY, {"devserver:owner": "alice"}),
+          ("secretsmanager:GetSecretValue", SIGNING_KEY, None)], "claim an ownerless signing key"),
+        ([("start", SIGNING_KEY, {}),
+          ("secretsmanager:CreateSecret", SIGNING_KEY, {"devserver:owner": "alice"})],
+         "squat the signing key's name"),
+        # Ownerless pieces a stack made before the reserved owner: created, so never claimable.
+        ([("start", WRITER_ROLE, {"devserver:purpose": "devserver"}),
+          ("iam:TagRole", WRITER_ROLE, {"devserver:owner": "alice", "devserver:purpose": "devserver"}),
+          ("iam:UpdateAssumeRolePolicy", WRITER_ROLE, None)], "claim an ownerless writer role"),
+        ([("start", DLM_POLICY, {"devserver:purpose": "devserver"}),
+          ("dlm:TagResource", DLM_POLICY, {"devserver:owner": "alice"}),
+          ("dlm:DeleteLifecyclePolicy", DLM_POLICY, None)], "claim an ownerless DLM policy"),
+        # And the stack-owned things directly, without any tag change.
+        ([("start", SIGNING_KEY, STACK_OWNED),
+          ("secretsmanager:GetSecretValue", SIGNING_KEY, None)], "read the signing key"),
+        ([("start", WRITER_ROLE, STACK_OWNED),
+          ("iam:UpdateAssumeRolePolicy", WRITER_ROLE, None)], "trust herself in the writer role"),
+        # Give bob's volume her owner tag (after creation), then attach it.
+        ([("start", VOLUME(ACCOUNT, "bob"), {"devserver:purpose": "devserver", "devserver:owner": "bob"}),
+          ("ec2:CreateTags", VOLUME(ACCOUNT, "bob"), {"devserver:owner": "alice"}),
+          ("ec2:AttachVolume", VOLUME(ACCOUNT, "bob"), None)], "take bob's volume"),
+    ],
+)  # fmt: skip
+def test_no_chain_of_tag_changes_gives_a_developer_what_is_not_theirs(
+    steps: list[tuple[str, str, Any]], what: str
+) -> None:
+    acts = [action for action, _, _ in steps if action != "start"]
+    assert chain(steps) != acts, f"alice could {what}: {acts}"
+    assert chain(steps)[:1] == [], f"alice's first step to {what} must already be refused"
+
+
+def test_the_reserved_stack_owner_is_no_login_name() -> None:
+    assert not USER_RE.fullmatch(STACK_OWNER)
+    assert USER_RE.fullmatch("stack"), "the value differs from a login by its `=` alone"
+
+
+def test_session_tags_cannot_stand_in_for_the_owner_tag() -> None:
+    """AssumeRole's session tags override the role's tags (STS API reference, AssumeRole)."""
+    tag = {
+        **principal("alice"),
+        "aws:RequestTag/devserver:owner": "bob",
+        "aws:TagKeys": ["devserver:owner"],
+    }
+    assert decide(Request("sts:TagSession", ROLE, tag), DEVELOPER) == "ExplicitDeny"
+
+
+def test_an_ownerless_role_gets_nothing_stack_level_from_the_boundary() -> None:
+    """Ownerless is not trusted: only the reserved stack owner pushes, reads the key, or snapshots
+    volumes it does not own."""
+    boundary = policy("devserver-boundary.json")
+    ownerless = {"aws:PrincipalAccount": ACCOUNT, "aws:PrincipalTag/devserver:purpose": "devserver"}
+    snapshot = "arn:aws:ec2:eu-west-1::snapshot/snap-0a1b2c3"
+    bob = {
+        **owned("bob"),
+        "aws:RequestTag/devserver:owner": "alice",
+        "aws:TagKeys": ["devserver:owner"],
+    }
+    for role in (ownerless, principal("alice")):
+        for action, resource, context in [
+            ("s3:PutObject", CACHE_OBJECT, {}),
+            ("secretsmanager:GetSecretValue", SIGNING_KEY, tag_context(STACK_OWNED)),
+            ("ec2:CreateTags", INSTANCE(ACCOUNT, "bob"), bob),
+            ("ec2:CreateTags", VOLUME(ACCOUNT, "bob"), bob),
+            ("ec2:DeleteSnapshot", snapshot, owned("bob")),
+        ]:
+            request = Request(action, resource, {**role, **context})
+            assert decide(request, EVERYTHING, boundary) != "Allow", (action, role)
+    # The stack's own snapshot role tags and deletes snapshots, never instances or volumes.
+    assert (
+        decide(
+            Request("ec2:CreateTags", VOLUME(ACCOUNT, "bob"), {**STACK_ROLE, **bob}),
+            EVERYTHING,
+            boundary,
+        )
+        != "Allow"
+    )
+    assert (
+        decide(
+            Request("ec2:DeleteSnapshot", snapshot, {**STACK_ROLE, **owned("bob")}),
+            EVERYTHING,
+            boundary,
+        )
+        == "Allow"
+    )
+
+
+def test_a_fleets_snapshot_role_and_policy_are_owned_by_the_stack(
+    program: Callable[..., ProgramRun],
+) -> None:
+    alice = {"name": "alice", "user": "alice", "githubUser": "alice-example"}
+    bob = {"name": "bob", "user": "bob", "githubUser": "bob-example"}
+    run = program({"devserver:servers": [alice, bob]})
+    for name in ("home-snapshots-role", "home-snapshots-policy"):
+        assert run.named(name).inputs["tags"]["devserver:owner"] == STACK_OWNER, name
+
+
+def test_tagging_a_foreign_resource_after_creation_makes_it_nobodys_to_take() -> None:
+    """A purpose tag added later would put a prod instance or key pair under the program's scope."""
+    prod = INSTANCE(ACCOUNT, "prod")
+    purpose = {
+        **principal("alice"),
+        "aws:RequestTag/devserver:purpose": "devserver",
+        "aws:TagKeys": ["devserver:purpose"],
+    }
+    assert decide(Request("ec2:CreateTags", prod, purpose), OPERATOR) != "Allow"
+    assert decide(Request("ec2:CreateTags", SG, purpose), DEVELOPER) != "Allow"
+    created = {**purpose, "ec2:CreateAction": "RunInstances"}
+    assert decide(Request("ec2:CreateTags", prod, created), OPERATOR) == "Allow", "tag on create"
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        "ec2:AuthorizeSecurityGroupIngress",
+        "ec2:RevokeSecurityGroupEgress",
+        "ec2:ModifySecurityGroupRules",
+    ],
+)
+def test_a_developer_changes_rules_of_their_own_security_group_only(action: str) -> None:
+    me = principal("alice")
+    assert decide(Request(action, SG, {**me, **owned("alice")}), DEVELOPER) == "Allow"
+    assert decide(Request(action, SG, {**me, **owned("bob")}), DEVELOPER) != "Allow"
+    assert decide(Request(action, SG, me), DEVELOPER) != "Allow", "another workload's group"
+
+
+@pytest.mark.parametrize(
+    "action", ["ec2:ReleaseAddress", "ec2:DisassociateAddress", "ec2:AssociateAddress"]
+)
+def test_a_developer_moves_or_releases_their_own_elastic_ip_only(action: str) -> None:
+    eip = f"arn:aws:ec2:eu-west-1:{ACCOUNT}:elastic-ip/eipalloc-0a1b2c3"
+    me = principal("alice")
+    assert decide(Request(action, eip, {**me, **owned("alice")}), DEVELOPER) == "Allow"
+    assert decide(Request(action, eip, {**me, **owned("bob")}), DEVELOPER) != "Allow"
+    assert decide(Request(action, eip, me), DEVELOPER) != "Allow"

@@ -132,6 +132,9 @@ class AwsAccess:
 
 # Every resource of this program carries it; the operator IAM policy scopes changes to it.
 PURPOSE_TAG = ("devserver:purpose", "devserver")
+# The owner of what the stack itself holds (cache writer, signing key, fleet snapshots): `=` is
+# outside USER_RE, so no developer's owner tag can equal it (docs/security.md).
+STACK_OWNER = "=stack"
 
 
 def stack_tags(stack: str) -> dict[str, str]:
@@ -223,3 +226,9 @@ class StackSettings:
     def tags(self) -> dict[str, str]:
         """Tags of what the whole stack shares (deploy key, fleet security groups, snapshots)."""
         return stack_tags(self.stack)
+
+    @property
+    def stack_owned_tags(self) -> dict[str, str]:
+        """Tags of what only the operator creates (cache, writer role, fleet snapshots): owned by
+        the stack, never ownerless, so the boundary and developer policy can tell them apart."""
+        return {**self.tags, "devserver:owner": STACK_OWNER}

@@ -83,13 +83,19 @@ forget() {
   rm -f "$cache_file" "$id_file" "$tried_file"
 }
 
-# write_atomic FILE: stdin to FILE through a temporary file beside it (never in /tmp).
+# write_atomic FILE: stdin to FILE through a temporary file beside it (never in /tmp); best
+# effort: a full disk leaves the old file and no temporary one, and never blocks a login.
 write_atomic() {
   local tmp
-  tmp=$(mktemp "$cache_dir/.$github_user.XXXXXXXX")
-  cat >"$tmp"
-  chmod 0644 "$tmp"
-  mv -f "$tmp" "$1"
+  tmp=$(mktemp "$cache_dir/.$github_user.XXXXXXXX" 2>/dev/null) || {
+    log "cache $1 not updated (cannot create a temporary file)"
+    return 0
+  }
+  if ! { cat >"$tmp" && chmod 0644 "$tmp" && mv -f "$tmp" "$1"; } 2>/dev/null; then
+    rm -f "$tmp"
+    log "cache $1 not updated (disk full or read-only?)"
+  fi
+  return 0
 }
 
 # get URL TIMEOUT: sets $status and $body; no file anywhere.
@@ -122,7 +128,7 @@ if [[ -r "$cache_file" ]] && ((stale_timeout < timeout)); then
 fi
 
 refresh_failed() { # $1: why
-  $writable && touch "$tried_file"
+  $writable && { touch "$tried_file" 2>/dev/null || true; }
   serve_cache "$1"
   exit 0
 }
@@ -159,11 +165,12 @@ case "$status" in
   # Keep only lines that look like public keys; GitHub answers one per line.
   keys=$(printf '%s\n' "$body" | grep -E '^(ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+' || true)
   [[ -n "$keys" ]] && keys+=$'\n'
+  # Keys first: a cache that cannot be written must never lock the developer out.
+  printf '%s' "$keys"
   if $writable; then
     printf '%s' "$keys" | write_atomic "$cache_file"
     rm -f "$tried_file"
   fi
-  printf '%s' "$keys"
   ;;
 404)
   # The account is gone or renamed: forget its keys.

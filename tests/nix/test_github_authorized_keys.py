@@ -301,3 +301,20 @@ def test_keys_cached_before_the_id_was_pinned_are_not_trusted_until_github_confi
     result = keys_for("alice", github, tmp_path, "2", str(GITHUB_ID))
     assert result.stdout == ""
     assert f"not verified as GitHub user id {GITHUB_ID}" in result.stderr
+
+
+@pytest.mark.parametrize("pinned", [(), (str(GITHUB_ID),)], ids=["keys", "pinned-id"])
+def test_a_full_disk_still_lets_the_developer_in(
+    github: FakeGitHub, tmp_path: Path, pinned: tuple[str, ...]
+) -> None:
+    """`ulimit -f 0` makes every write to a regular file fail (SIGXFSZ, bash(1) `ulimit -f`), as a
+    full root volume would: the keys are still printed and no temporary file is left behind."""
+    result = subprocess.run(
+        ["bash", "-c", 'ulimit -f 0; exec bash "$@"', "keys", str(SCRIPT), "alice", "alice",
+         "octocat", str(tmp_path), "2", *pinned],
+        env={"PATH": os.environ["PATH"], "DEVSERVER_GITHUB_URL": github.url,
+             "DEVSERVER_GITHUB_API_URL": github.url, "DEVSERVER_KEYS_FRESH_SECONDS": "0"},
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout) == (0, KEYS), result.stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "temp files left"
