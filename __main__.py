@@ -23,9 +23,8 @@ stack = settings.load(lookups)
 # (and the lookup problems of all servers are reported together).
 plans = plan_all(stack.servers, lookups)
 prices = PriceList(stack.aws_access.provider_args)
-# One binary cache per stack, for every server that trusts the stack's own (devserver:binaryCache).
 cache = None
-if any(s.binary_cache is not None and s.binary_cache.own for s in stack.servers):
+if stack.owns_binary_cache:
     cache = BinaryCache(
         "binary-cache",
         BinaryCacheArgs(
@@ -44,11 +43,7 @@ if stack.snapshots:
         "home-snapshots",
         HomeSnapshotsArgs(
             retention_days=stack.snapshot_retention_days,
-            # A one-server stack's snapshot role is its developer's: the boundary lets an owner-
-            # tagged role snapshot only that owner's volumes (docs/security.md).
-            tags=stack.stack_owned_tags
-            if stack.fleet
-            else {**stack.tags, "devserver:owner": stack.servers[0].user},
+            tags=stack.snapshot_tags,
             target_tags=home_target_tag(stack.stack),
             permissions_boundary=stack.permissions_boundary,
         ),

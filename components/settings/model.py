@@ -232,3 +232,17 @@ class StackSettings:
         """Tags of what only the operator creates (cache, writer role, fleet snapshots): owned by
         the stack, never ownerless, so the boundary and developer policy can tell them apart."""
         return {**self.tags, "devserver:owner": STACK_OWNER}
+
+    @property
+    def snapshot_tags(self) -> dict[str, str]:
+        """Tags of the snapshot role and policy: a one-server stack's are its developer's (the
+        boundary lets an owner-tagged role snapshot only that owner's volumes; docs/security.md),
+        a fleet's are the stack's."""
+        if self.fleet:
+            return self.stack_owned_tags
+        return {**self.tags, "devserver:owner": self.servers[0].user}
+
+    @property
+    def owns_binary_cache(self) -> bool:
+        """Whether a server trusts the stack's own cache (devserver:binaryCache): one per stack."""
+        return any(s.binary_cache is not None and s.binary_cache.own for s in self.servers)
